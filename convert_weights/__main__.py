@@ -1,0 +1,6 @@
+"""``python -m convert_weights``: write nst_jax's VGG19 HDF5 from torchvision, a .pth, or a random init."""
+
+from convert_weights.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Command line of the converter: choose a source, convert, validate, write atomically, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nst_jax.vgg import CONV_LAYERS
+from nst_jax.weights import WeightsError, default_weights_path, write_weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The converter's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m convert_weights",
+        description="Convert torchvision's VGG19 into nst_jax's HDF5 weights file.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--torchvision", action="store_true",
+        help="download torchvision's pretrained vgg19 (IMAGENET1K_V1) and convert it (the default)",
+    )
+    source.add_argument("--pth", type=Path, metavar="FILE", help="convert a torchvision-layout state dict file")
+    source.add_argument(
+        "--random", action="store_true",
+        help="write a random-init VGG19 (torchvision's init), for tests and benchmarks only",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None,
+        help=f"output HDF5 file (default: {default_weights_path()})",
+    )
+    return parser
+
+
+def _fail(message: str) -> int:
+    """Print one error line and return exit code 2."""
+    print(f"convert_weights: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the converter; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    output = args.output or default_weights_path()
+    if output.exists() and output.is_dir():
+        return _fail(f"output {output} is a directory; give a file name such as {output / 'vgg19.h5'}")
+    try:
+        import torch
+    except ImportError:
+        return _fail("PyTorch is needed to convert weights: pip install 'nst-jax[torch]' (or just torch)")
+    from convert_weights.convert import (
+        ConversionError, convert_state_dict, load_pth, load_torchvision, random_state_dict, sha256_of,
+    )
+
+    torchvision_version = ""
+    try:
+        import torchvision
+
+        torchvision_version = torchvision.__version__
+    except Exception:  # torchvision is optional; a broken install must not stop a --pth conversion
+        pass
+    try:
+        if args.random:
+            state_dict = random_state_dict(args.seed)
+            source, source_sha, pretrained = f"random init (torchvision scheme, seed {args.seed})", "", False
+        elif args.pth is not None:
+            state_dict = load_pth(args.pth)
+            source, source_sha, pretrained = f"pth file {args.pth.name}", sha256_of(args.pth), True
+        else:
+            print("downloading torchvision's pretrained VGG19 (548 MB) ...", file=sys.stderr)
+            try:
+                state_dict, source, source_sha = load_torchvision()
+            except Exception as error:  # network failures surface as many exception types
+                return _fail(
+                    f"could not download torchvision's VGG19 ({type(error).__name__}: {error}). "
+                    "On a machine with internet access run 'python -m convert_weights', or download "
+                    "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth yourself and run "
+                    "'python -m convert_weights --pth vgg19-dcbb9e9d.pth'"
+                )
+            pretrained = True
+        params = convert_state_dict(state_dict)
+        checksum = write_weights(
+            output, params, source=source, pretrained=pretrained, source_sha256=source_sha,
+            torch_version=torch.__version__, torchvision_version=torchvision_version,
+        )
+    except (ConversionError, WeightsError) as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"cannot write {output}: {error.strerror or error}")
+    count = sum(layer["kernel"].size + layer["bias"].size for layer in params.values())
+    print(f"layers: {' '.join(CONV_LAYERS)}")
+    print(f"parameters: {count:,}")
+    print(f"source: {source}")
+    print(f"sha256: {checksum}")
+    print(f"wrote {output}")
+    if not pretrained:
+        print(
+            "WARNING: these are RANDOM weights (pretrained=False). Anything run with them is not real style "
+            "transfer; they are for tests and benchmarks only.",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,229 @@
+"""VGG19 weights in HDF5: locate, read, validate against the module's shapes, and write atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from nst_jax.vgg import CONV_LAYERS, IMAGENET_MEAN, IMAGENET_STD, conv_param_shapes
+
+FORMAT_VERSION = 1
+WEIGHTS_ENV = "NST_JAX_WEIGHTS"
+FETCH_COMMAND = "python -m convert_weights"
+RANDOM_COMMAND = "python -m convert_weights --random"
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; the message names the file and how to fix it."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """Weights are a random-init VGG19: results are not real style transfer."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsInfo:
+    """Where a weights file came from."""
+
+    path: str
+    source: str
+    pretrained: bool
+    sha256: str
+    source_sha256: str
+    format_version: int
+    torch_version: str = ""
+    torchvision_version: str = ""
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class VGGWeights:
+    """The VGG19 parameter tree ``{conv: {"kernel": HWIO, "bias": O}}`` and its provenance."""
+
+    params: Mapping[str, Mapping[str, jax.Array]]
+    info: WeightsInfo
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether these are trained ImageNet weights (False for a random-init VGG19)."""
+        return self.info.pretrained
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the HDF5 file the weights were read from."""
+        return self.info.sha256
+
+    def tree_flatten(self) -> tuple[tuple[Any], WeightsInfo]:
+        return (self.params,), self.info
+
+    @classmethod
+    def tree_unflatten(cls, info: WeightsInfo, children: tuple[Any]) -> "VGGWeights":
+        return cls(children[0], info)
+
+
+def default_weights_path() -> Path:
+    """``$NST_JAX_WEIGHTS`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/nst_jax/vgg19.h5``."""
+    explicit = os.environ.get(WEIGHTS_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "nst_jax" / "vgg19.h5"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_params(params: Mapping[str, Mapping[str, Any]], where: str) -> None:
+    """Raise ``WeightsError`` listing every missing, extra, mis-shaped or non-finite conv parameter."""
+    problems: list[str] = []
+    expected = conv_param_shapes()
+    missing = [name for name in CONV_LAYERS if name not in params]
+    if missing:
+        problems.append(f"missing layer(s) {', '.join(missing)}")
+    extra = sorted(set(params) - set(CONV_LAYERS))
+    if extra:
+        problems.append(f"unexpected layer(s) {', '.join(extra)}")
+    for name in CONV_LAYERS:
+        if name not in params:
+            continue
+        for key, shape in expected[name].items():
+            value = params[name].get(key)
+            if value is None:
+                problems.append(f"{name}/{key} missing")
+            elif tuple(value.shape) != shape:
+                problems.append(f"{name}/{key} has shape {tuple(value.shape)}, expected {shape}")
+            elif not np.all(np.isfinite(np.asarray(value))):
+                problems.append(f"{name}/{key} contains NaN or infinite values")
+    if problems:
+        raise WeightsError(f"{where} is not a usable VGG19: {'; '.join(problems)}")
+
+
+def _fix_hint(path: Path) -> str:
+    """The sentence telling the user how to (re)create a weights file at ``path``."""
+    target = "" if path == default_weights_path() else f" -o {path}"
+    return f"fetch and convert the pretrained VGG19 with: {FETCH_COMMAND}{target}"
+
+
+def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
+    """Read and validate a VGG19 HDF5 file (``path=None``: ``default_weights_path()``)."""
+    import h5py
+
+    path = Path(path).expanduser() if path is not None else default_weights_path()
+    if not path.exists():
+        raise WeightsError(f"no VGG19 weights file at {path}; {_fix_hint(path)}")
+    if path.is_dir():
+        raise WeightsError(f"weights path {path} is a directory, not an HDF5 file")
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+            if "format_version" not in attrs:
+                raise WeightsError(f"{path} is not an nst_jax weights file (no format_version); {_fix_hint(path)}")
+            version = int(attrs["format_version"])
+            if version > FORMAT_VERSION:
+                raise WeightsError(
+                    f"{path} has format version {version}; this nst_jax reads up to {FORMAT_VERSION}: upgrade nst_jax"
+                )
+            params = {
+                name: {key: np.asarray(group[key][()], dtype=np.float32) for key in group.keys()}
+                for name, group in handle.items()
+                if isinstance(group, h5py.Group)
+            }
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise WeightsError(f"cannot read weights file {path} ({error}); {_fix_hint(path)}") from None
+    try:
+        check_params(params, str(path))
+    except WeightsError as error:
+        raise WeightsError(f"{error}; {_fix_hint(path)}") from None
+    info = WeightsInfo(
+        path=str(path),
+        source=_text(attrs.get("source", "")),
+        pretrained=bool(attrs.get("pretrained", False)),
+        sha256=file_sha256(path),
+        source_sha256=_text(attrs.get("source_sha256", "")),
+        format_version=version,
+        torch_version=_text(attrs.get("torch_version", "")),
+        torchvision_version=_text(attrs.get("torchvision_version", "")),
+    )
+    if not info.pretrained:
+        warnings.warn(random_weights_message(info), RandomWeightsWarning, stacklevel=2)
+    device_params = jax.tree_util.tree_map(jax.numpy.asarray, params)
+    return VGGWeights(device_params, info)
+
+
+def random_weights_message(info: WeightsInfo) -> str:
+    """The loud notice that a weights file holds a random-init VGG19."""
+    return (
+        f"RANDOM WEIGHTS: {info.path} holds a random-init VGG19 (source: {info.source}). "
+        f"Results are NOT real style transfer; for real results run: {FETCH_COMMAND}"
+    )
+
+
+def _text(value: Any) -> str:
+    """An HDF5 attribute as ``str``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def write_weights(
+    path: str | os.PathLike,
+    params: Mapping[str, Mapping[str, Any]],
+    *,
+    source: str,
+    pretrained: bool,
+    source_sha256: str = "",
+    torch_version: str = "",
+    torchvision_version: str = "",
+) -> str:
+    """Validate ``params`` and write them atomically as an nst_jax HDF5 file; returns the file's SHA-256."""
+    import h5py
+
+    path = Path(path).expanduser()
+    arrays = {
+        name: {key: np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for key, value in layer.items()}
+        for name, layer in params.items()
+    }
+    check_params(arrays, "the converted state dict")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    try:
+        with h5py.File(temporary, "w") as out:
+            out.attrs.update(
+                format_version=FORMAT_VERSION,
+                source=str(source),
+                pretrained=bool(pretrained),
+                source_sha256=str(source_sha256),
+                torch_version=str(torch_version),
+                torchvision_version=str(torchvision_version),
+                mean=np.asarray(IMAGENET_MEAN, dtype=np.float32),
+                std=np.asarray(IMAGENET_STD, dtype=np.float32),
+                layout="kernel HWIO float32, bias O float32; RGB input in [0, 1] normalized with mean/std",
+            )
+            for name in CONV_LAYERS:
+                group = out.create_group(name)
+                group.create_dataset("kernel", data=arrays[name]["kernel"])
+                group.create_dataset("bias", data=arrays[name]["bias"])
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return file_sha256(path)

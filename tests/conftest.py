@@ -1,0 +1,67 @@
+"""Shared fixtures: one random VGG19 saved as a torchvision .pth, converted once, loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convert_weights.cli import main as convert_main
+from convert_weights.torch_vgg import TorchVGG19, init_torchvision_
+from nst_jax.weights import VGGWeights, load_weights
+
+SEED = 1234
+
+
+@pytest.fixture(scope="session")
+def random_state_dict() -> dict[str, torch.Tensor]:
+    """A torchvision-layout VGG19 state dict with random weights and non-zero biases, plus a classifier entry."""
+    model = init_torchvision_(TorchVGG19(), SEED)
+    generator = torch.Generator().manual_seed(SEED + 1)
+    state = model.state_dict()
+    for key, value in state.items():
+        if key.endswith(".bias"):
+            state[key] = 0.05 * torch.randn(value.shape, generator=generator)
+    state["classifier.0.weight"] = torch.zeros(4, 7)  # a full-model dict: the converter must ignore it
+    return state
+
+
+@pytest.fixture(scope="session")
+def pth_file(tmp_path_factory: pytest.TempPathFactory, random_state_dict: dict[str, torch.Tensor]) -> Path:
+    """The random state dict saved as a .pth file."""
+    path = tmp_path_factory.mktemp("pth") / "vgg19_random.pth"
+    torch.save(random_state_dict, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory: pytest.TempPathFactory, pth_file: Path) -> Path:
+    """The .pth converted to nst_jax HDF5 by the converter's CLI."""
+    path = tmp_path_factory.mktemp("h5") / "vgg19.h5"
+    assert convert_main(["--pth", str(pth_file), "-o", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def vgg_weights(weights_file: Path) -> VGGWeights:
+    """The converted weights, loaded once for the whole session."""
+    return load_weights(weights_file)
+
+
+@pytest.fixture(scope="session")
+def torch_models(random_state_dict: dict[str, torch.Tensor]) -> dict[str, TorchVGG19]:
+    """PyTorch reference VGG19s (avg and max pooling) holding the same random weights."""
+    features = {key: value for key, value in random_state_dict.items() if key.startswith("features.")}
+    models = {}
+    for pooling in ("avg", "max"):
+        model = TorchVGG19(pooling)
+        model.load_state_dict(features)
+        models[pooling] = model.eval()
+    return models
+
+
+def random_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Uniform random RGB images in [0, 1]."""
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)

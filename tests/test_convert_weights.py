@@ -1,0 +1,127 @@
+"""The converter: .pth and random sources, round trip, atomic writes, and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from convert_weights import ConversionError, convert_state_dict, random_state_dict
+from convert_weights.cli import main
+from convert_weights.torch_vgg import features_state_dict
+from nst_jax import load_weights
+from nst_jax.vgg import torchvision_index
+
+
+def test_round_trip_is_exact(vgg_weights, random_state_dict):
+    for name, layer in vgg_weights.params.items():
+        index = torchvision_index(name)
+        weight = random_state_dict[f"features.{index}.weight"].numpy()
+        np.testing.assert_array_equal(np.asarray(layer["kernel"]), weight.transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(np.asarray(layer["bias"]), random_state_dict[f"features.{index}.bias"].numpy())
+    back = features_state_dict(vgg_weights.params)
+    for key, value in back.items():
+        assert torch.equal(value, random_state_dict[key]), key
+
+
+def test_random_init_follows_torchvision_scheme():
+    state = random_state_dict(seed=5)
+    weight = state["features.34.weight"]  # conv5_4: fan_out = 512 * 9
+    assert abs(float(weight.std()) - (2.0 / (512 * 9)) ** 0.5) < 0.02 * (2.0 / (512 * 9)) ** 0.5
+    assert float(state["features.34.bias"].abs().max()) == 0.0
+    assert torch.equal(random_state_dict(seed=5)["features.0.weight"], state["features.0.weight"])
+    assert not torch.equal(random_state_dict(seed=6)["features.0.weight"], state["features.0.weight"])
+
+
+def test_random_output_is_marked(tmp_path: Path, capsys):
+    path = tmp_path / "random.h5"
+    assert main(["--random", "-o", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "parameters: 20,024,384" in out
+    assert "sha256: " in out and "conv5_4" in out
+    assert "RANDOM weights" in err
+    with h5py.File(path, "r") as handle:
+        assert bool(handle.attrs["pretrained"]) is False
+        assert "random" in handle.attrs["source"]
+
+
+def test_state_dict_wrapped_under_key(tmp_path: Path, random_state_dict):
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": random_state_dict, "epoch": 3}, wrapped)
+    out = tmp_path / "wrapped.h5"
+    assert main(["--pth", str(wrapped), "-o", str(out)]) == 0
+    assert load_weights(out).params["conv1_1"]["kernel"].shape == (3, 3, 3, 64)
+
+
+def test_missing_and_misshaped_layers_are_listed(random_state_dict):
+    broken = dict(random_state_dict)
+    del broken["features.21.weight"]
+    broken["features.0.weight"] = torch.zeros(64, 1, 3, 3)
+    with pytest.raises(ConversionError, match=r"features\.0 \(conv1_1\).*features\.21 \(conv4_2\) missing"):
+        convert_state_dict(broken)
+
+
+def _write_bad(path: Path, kind: str, good: dict) -> None:
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("not a checkpoint")
+    elif kind == "nan":
+        bad = dict(good)
+        bad["features.5.bias"] = torch.full((128,), float("nan"))
+        torch.save(bad, path)
+    elif kind == "not vgg":
+        torch.save({"layer.weight": torch.zeros(3)}, path)
+    elif kind == "tensor":
+        torch.save(torch.zeros(3), path)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "nan", "not vgg", "tensor"])
+def test_bad_pth_exits_2_without_writing(tmp_path: Path, random_state_dict, kind: str):
+    source = tmp_path / "bad.pth"
+    _write_bad(source, kind, random_state_dict)
+    out = tmp_path / "out.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "convert_weights", "--pth", str(source), "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("convert_weights: error:")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_missing_pth_and_directory_output(tmp_path: Path, capsys):
+    assert main(["--pth", str(tmp_path / "absent.pth"), "-o", str(tmp_path / "o.h5")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["--random", "-o", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_failed_download_exits_2_with_instructions(tmp_path: Path, monkeypatch, capsys):
+    import convert_weights.convert as convert
+
+    def offline():
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(convert, "load_torchvision", offline)
+    assert main(["-o", str(tmp_path / "w.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "--pth vgg19-dcbb9e9d.pth" in err
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_existing_file_survives_a_failed_conversion(tmp_path: Path, weights_file: Path):
+    out = tmp_path / "keep.h5"
+    out.write_bytes(weights_file.read_bytes())
+    bad = tmp_path / "bad.pth"
+    bad.write_text("nope")
+    assert main(["--pth", str(bad), "-o", str(out)]) == 2
+    assert out.read_bytes() == weights_file.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "keep.h5"]
