@@ -1,5 +1,18 @@
 """nst_jax: neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) in JAX/Flax."""
 
+from nst_jax.config import StyleConfig
+from nst_jax.image_io import ImageError, load_image, save_image
+from nst_jax.losses import (
+    LossTerms,
+    content_loss,
+    gram_matrix,
+    make_loss_fn,
+    style_layer_loss,
+    style_loss,
+    total_variation_loss,
+)
+from nst_jax.optimize import Progress
+from nst_jax.transfer import StyleResult, stylize
 from nst_jax.vgg import CONV_LAYERS, LAYER_NAMES, VGG19Features, extract_features, min_input_size
 from nst_jax.weights import (
     RandomWeightsWarning,
@@ -12,14 +25,28 @@ from nst_jax.weights import (
 
 __all__ = [
     "CONV_LAYERS",
+    "ImageError",
     "LAYER_NAMES",
+    "LossTerms",
+    "Progress",
     "RandomWeightsWarning",
+    "StyleConfig",
+    "StyleResult",
     "VGG19Features",
     "VGGWeights",
     "WeightsError",
     "WeightsInfo",
+    "content_loss",
     "default_weights_path",
     "extract_features",
+    "gram_matrix",
+    "load_image",
     "load_weights",
+    "make_loss_fn",
     "min_input_size",
+    "save_image",
+    "style_layer_loss",
+    "style_loss",
+    "stylize",
+    "total_variation_loss",
 ]

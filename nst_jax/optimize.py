@@ -1,0 +1,272 @@
+"""Optimizers over the image (VGG frozen) and the compiled loop that runs them in chunks on the device.
+
+``lbfgs``  -- L-BFGS with a zoom (strong Wolfe) line search, from jaxopt (``backend="jaxopt"``) or optax.
+``lbfgsb`` -- jaxopt's L-BFGS-B with every pixel kept in [0, 1] (optax has no bounded L-BFGS).
+``adam``   -- optax's Adam.
+
+A chunk of iterations runs inside one ``jax.lax.while_loop`` under ``jit``; Python sees the state only between
+chunks (progress, snapshots), so a run of ``n`` iterations makes ``ceil(n / chunk_size)`` dispatches. The chunk
+length is traced, so a short last chunk does not recompile. A non-finite loss or image stops the chunk and
+keeps the last finite iterate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nst_jax.losses import LossInputs, LossTerms
+
+LossFn = Callable[[jax.Array, LossInputs], LossTerms]
+
+
+def import_jaxopt() -> Any:
+    """jaxopt, imported with its deprecation warning silenced (it is unmaintained; users need not see it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jaxopt
+    return jaxopt
+
+
+class Solver(NamedTuple):
+    """``init(x, inputs) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``."""
+
+    init: Callable[[jax.Array, LossInputs], Any]
+    step: Callable[[jax.Array, Any, LossInputs], tuple[jax.Array, Any, LossTerms, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverSpec:
+    """The static choices that define a solver (hashable: compiled functions are cached on it)."""
+
+    optimizer: str = "lbfgs"
+    lbfgs_backend: str = "jaxopt"
+    history_size: int = 10
+    learning_rate: float = 0.02
+
+
+def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
+    """L-BFGS (or L-BFGS-B in [0, 1]) from jaxopt, zoom line search, the loss terms as aux."""
+    jaxopt = import_jaxopt()
+
+    def objective(x: jax.Array, inputs: LossInputs) -> tuple[jax.Array, LossTerms]:
+        terms = loss_fn(x, inputs)
+        return terms.total, terms
+
+    if bounded:
+        solver = jaxopt.LBFGSB(fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30)
+
+        def bounds(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+            return jnp.zeros_like(x), jnp.ones_like(x)
+
+        init = lambda x, inputs: solver.init_state(x, bounds(x), inputs)  # noqa: E731
+        update = lambda x, state, inputs: solver.update(x, state, bounds(x), inputs)  # noqa: E731
+    else:
+        solver = jaxopt.LBFGS(
+            fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30, linesearch="zoom"
+        )
+        init, update = solver.init_state, solver.update
+
+    def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
+        new_x, new_state = update(x, state, inputs)
+        evaluations = new_state.num_fun_eval - state.num_fun_eval
+        return new_x, new_state, new_state.aux, evaluations
+
+    return Solver(init=init, step=step)
+
+
+def _optax_lbfgs(loss_fn: LossFn, spec: SolverSpec) -> Solver:
+    """optax.lbfgs with its zoom line search; the loss terms come from a forward pass at the accepted iterate."""
+    optimizer = optax.lbfgs(memory_size=spec.history_size)
+
+    def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
+        value_fn = lambda image: loss_fn(image, inputs).total  # noqa: E731
+        value, grad = optax.value_and_grad_from_state(value_fn)(x, state=state)
+        updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
+        x = optax.apply_updates(x, updates)
+        steps = optax.tree.get(state, "info").num_linesearch_steps
+        return x, state, loss_fn(x, inputs), jnp.asarray(steps, jnp.int32)
+
+    return Solver(init=lambda x, inputs: optimizer.init(x), step=step)
+
+
+def _adam(loss_fn: LossFn, spec: SolverSpec) -> Solver:
+    """optax.adam; the recorded terms are those of the iterate each step starts from."""
+    optimizer = optax.adam(spec.learning_rate)
+
+    def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
+        (_, terms), grad = jax.value_and_grad(lambda image: _with_aux(loss_fn(image, inputs)), has_aux=True)(x)
+        updates, state = optimizer.update(grad, state, x)
+        return optax.apply_updates(x, updates), state, terms, jnp.asarray(1, jnp.int32)
+
+    return Solver(init=lambda x, inputs: optimizer.init(x), step=step)
+
+
+def _with_aux(terms: LossTerms) -> tuple[jax.Array, LossTerms]:
+    """(total, terms), the form ``jax.value_and_grad(..., has_aux=True)`` wants."""
+    return terms.total, terms
+
+
+def make_solver(loss_fn: LossFn, spec: SolverSpec) -> Solver:
+    """The solver named by ``spec`` for ``loss_fn``."""
+    if spec.optimizer == "adam":
+        return _adam(loss_fn, spec)
+    if spec.optimizer == "lbfgsb":
+        return _jaxopt_lbfgs(loss_fn, spec, bounded=True)
+    if spec.optimizer == "lbfgs":
+        if spec.lbfgs_backend == "optax":
+            return _optax_lbfgs(loss_fn, spec)
+        if spec.lbfgs_backend == "jaxopt":
+            return _jaxopt_lbfgs(loss_fn, spec, bounded=False)
+        raise ValueError(f"unknown L-BFGS backend {spec.lbfgs_backend!r}; choose jaxopt or optax")
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose lbfgs, lbfgsb or adam")
+
+
+class ChunkOutput(NamedTuple):
+    """What one compiled chunk returns: the new iterate and state, per-iteration records and a finite flag."""
+
+    x: jax.Array
+    state: Any
+    terms: LossTerms
+    evaluations: jax.Array
+    steps: jax.Array
+    finite: jax.Array
+
+
+def run_chunk(
+    solver: Solver, x: jax.Array, state: Any, inputs: LossInputs, num_steps: jax.Array, capacity: int
+) -> ChunkOutput:
+    """Up to ``num_steps`` (<= ``capacity``) solver steps in a ``lax.while_loop``; stops at a non-finite step."""
+    history = LossTerms(*(jnp.full((capacity,), jnp.nan, jnp.float32) for _ in LossTerms._fields))
+    evaluations = jnp.zeros((capacity,), jnp.int32)
+
+    def cond(carry: tuple) -> jax.Array:
+        step, *_, finite = carry
+        return (step < num_steps) & finite
+
+    def body(carry: tuple) -> tuple:
+        step, x, state, history, evaluations, _ = carry
+        new_x, new_state, terms, used = solver.step(x, state, inputs)
+        finite = jnp.isfinite(terms.total) & jnp.all(jnp.isfinite(new_x))
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        x, state = jax.tree_util.tree_map(keep, (new_x, new_state), (x, state))
+        history = LossTerms(*(h.at[step].set(t) for h, t in zip(history, terms)))
+        evaluations = evaluations.at[step].set(used)
+        return step + finite.astype(step.dtype), x, state, history, evaluations, finite
+
+    carry = (jnp.asarray(0, jnp.int32), x, state, history, evaluations, jnp.asarray(True))
+    steps, x, state, history, evaluations, finite = jax.lax.while_loop(cond, body, carry)
+    return ChunkOutput(x, state, history, evaluations, steps, finite)
+
+
+class CompiledSolver(NamedTuple):
+    """Jitted ``init``, ``chunk`` and ``terms`` for one loss and solver; reused across runs of the same spec."""
+
+    init: Callable[[jax.Array, LossInputs], Any]
+    chunk: Callable[..., ChunkOutput]
+    terms: Callable[[jax.Array, LossInputs], LossTerms]
+
+
+@functools.lru_cache(maxsize=32)
+def compile_solver(loss_fn: LossFn, spec: SolverSpec) -> CompiledSolver:
+    """Jitted functions for ``loss_fn`` and ``spec``, cached so repeated runs reuse the compilation."""
+    solver = make_solver(loss_fn, spec)
+    chunk = jax.jit(functools.partial(run_chunk, solver), static_argnames=("capacity",))
+    return CompiledSolver(init=jax.jit(solver.init), chunk=chunk, terms=jax.jit(loss_fn))
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a run stands after a chunk: iterations done, the latest loss terms, the current image."""
+
+    iteration: int
+    iterations: int
+    terms: LossTerms
+    image: jax.Array
+    elapsed: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimization:
+    """The optimized image, per-iteration loss terms and evaluation counts, and how the run ended."""
+
+    image: jax.Array
+    history: LossTerms
+    evaluations: np.ndarray
+    status: str
+    dispatches: int
+    elapsed: float
+
+    @property
+    def iterations(self) -> int:
+        """Iterations completed."""
+        return int(self.history.total.shape[0])
+
+
+STATUSES = ("completed", "non-finite", "interrupted")
+
+
+def minimize(
+    loss_fn: LossFn,
+    x0: jax.typing.ArrayLike,
+    inputs: LossInputs,
+    *,
+    spec: SolverSpec,
+    iterations: int,
+    chunk_size: int = 20,
+    callback: Callable[[Progress], None] | None = None,
+) -> Optimization:
+    """Minimize ``loss_fn(x, inputs).total`` over ``x`` from ``x0`` in compiled chunks of ``chunk_size`` steps.
+
+    ``callback`` runs after every chunk. Ctrl-C between or during chunks ends the run with status
+    ``interrupted`` and the image of the last finished chunk.
+    """
+    if iterations <= 0 or chunk_size <= 0:
+        raise ValueError(f"iterations and chunk_size must be positive, got {iterations} and {chunk_size}")
+    compiled = compile_solver(loss_fn, spec)
+    x = jnp.asarray(x0, jnp.float32)
+    if spec.optimizer == "lbfgsb":
+        x = jnp.clip(x, 0.0, 1.0)
+    capacity = min(chunk_size, iterations)
+    records: list[tuple[LossTerms, np.ndarray]] = []
+    done, dispatches, status = 0, 0, "completed"
+    start = time.perf_counter()
+    try:
+        state = compiled.init(x, inputs)
+        while done < iterations:
+            steps = min(capacity, iterations - done)
+            out = compiled.chunk(x, state, inputs, jnp.asarray(steps, jnp.int32), capacity=capacity)
+            dispatches += 1
+            completed = int(out.steps)
+            x, state = out.x, out.state
+            records.append(
+                (LossTerms(*(np.asarray(t[:completed]) for t in out.terms)), np.asarray(out.evaluations[:completed]))
+            )
+            done += completed
+            if not bool(out.finite):
+                status = "non-finite"
+                break
+            if callback is not None and completed:
+                latest = LossTerms(*(float(t[-1]) for t in records[-1][0]))
+                callback(Progress(done, iterations, latest, x, time.perf_counter() - start))
+    except KeyboardInterrupt:
+        status = "interrupted"
+    history = LossTerms(*(np.concatenate([r[0][i] for r in records] or [np.zeros(0, np.float32)])
+                          for i in range(len(LossTerms._fields))))
+    evaluations = np.concatenate([r[1] for r in records] or [np.zeros(0, np.int32)])
+    return Optimization(x, history, evaluations, status, dispatches, time.perf_counter() - start)
+
+
+def chunk_count(iterations: int, chunk_size: int) -> int:
+    """Dispatches a run of ``iterations`` makes with ``chunk_size``."""
+    return math.ceil(iterations / chunk_size)

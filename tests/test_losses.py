@@ -1,0 +1,165 @@
+"""Losses against independent NumPy implementations, both formulations, under jit."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import random_images
+from nst_jax import extract_features
+from nst_jax.losses import (
+    LOSS_FORMS,
+    LossInputs,
+    LossWeights,
+    compute_targets,
+    content_loss,
+    gram_matrix,
+    make_loss_fn,
+    style_layer_loss,
+    style_loss,
+    total_variation_loss,
+)
+
+RTOL = 1e-5  # float32 reductions of a few thousand terms against float64 NumPy
+
+
+def np_gram(features: np.ndarray, form: str) -> np.ndarray:
+    """Gram matrix in float64, as the paper writes it (optionally divided by N*M)."""
+    height, width, channels = features.shape
+    flat = features.astype(np.float64).reshape(-1, channels)
+    gram = np.einsum("ki,kj->ij", flat, flat)
+    return gram / (channels * height * width) if form == "normalized" else gram
+
+
+def np_style_layer(features: np.ndarray, target: np.ndarray, form: str) -> float:
+    """E_l in float64."""
+    height, width, channels = features.shape
+    diff = np_gram(features, form) - target
+    if form == "normalized":
+        return float(np.mean(diff**2))
+    return float(np.sum(diff**2) / (4 * channels**2 * (height * width) ** 2))
+
+
+@pytest.fixture(scope="module")
+def feature_pair() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return (np.abs(rng.standard_normal((6, 7, 5))).astype(np.float32),
+            np.abs(rng.standard_normal((6, 7, 5))).astype(np.float32))
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+class TestGramMatrix:
+    def test_matches_numpy(self, feature_pair, form):
+        got = jax.jit(gram_matrix, static_argnames="form")(feature_pair[0], form=form)
+        np.testing.assert_allclose(got, np_gram(feature_pair[0], form), rtol=RTOL)
+
+    def test_symmetric_positive_semidefinite(self, feature_pair, form):
+        gram = np.asarray(gram_matrix(feature_pair[0], form=form), np.float64)
+        np.testing.assert_allclose(gram, gram.T, rtol=1e-6)
+        assert np.linalg.eigvalsh(gram).min() >= -1e-6 * np.abs(gram).max()
+
+    def test_invariant_to_spatial_permutation(self, feature_pair, form):
+        features = feature_pair[0]
+        order = np.random.default_rng(1).permutation(features.shape[0] * features.shape[1])
+        shuffled = features.reshape(-1, features.shape[2])[order].reshape(features.shape)
+        np.testing.assert_allclose(gram_matrix(shuffled, form=form), gram_matrix(features, form=form), rtol=RTOL)
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_content_loss_matches_numpy(feature_pair, form):
+    features, target = feature_pair
+    diff = features.astype(np.float64) - target
+    expected = 0.5 * np.sum(diff**2) if form == "paper" else np.mean(diff**2)
+    got = jax.jit(content_loss, static_argnames="form")(features, target, form=form)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_style_layer_loss_matches_numpy(feature_pair, form):
+    features, other = feature_pair
+    target = np_gram(other, form).astype(np.float32)
+    got = jax.jit(style_layer_loss, static_argnames="form")(features, target, form=form)
+    np.testing.assert_allclose(got, np_style_layer(features, target, form), rtol=RTOL)
+
+
+def test_paper_and_normalized_forms_are_related(feature_pair):
+    features, other = feature_pair
+    height, width, channels = features.shape
+    paper = style_layer_loss(features, gram_matrix(other, form="paper"), form="paper")
+    normalized = style_layer_loss(features, gram_matrix(other), form="normalized")
+    np.testing.assert_allclose(paper, channels**2 / 4 * normalized, rtol=RTOL)
+    np.testing.assert_allclose(
+        content_loss(features, other, form="paper"),
+        channels * height * width / 2 * content_loss(features, other, form="normalized"),
+        rtol=RTOL,
+    )
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_style_loss_weights_layers(feature_pair, form):
+    features, other = feature_pair
+    layers = {"a": features, "b": other}
+    targets = {"a": np_gram(other, form).astype(np.float32), "b": np_gram(features, form).astype(np.float32)}
+    got = style_loss(layers, targets, {"a": 0.25, "b": 2.0}, form=form)
+    expected = 0.25 * np_style_layer(features, targets["a"], form) + 2.0 * np_style_layer(other, targets["b"], form)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_total_variation_matches_numpy(form):
+    image = random_images((9, 11, 3), seed=4).astype(np.float64)
+    vertical = (image[1:] - image[:-1]) ** 2
+    horizontal = (image[:, 1:] - image[:, :-1]) ** 2
+    expected = vertical.sum() + horizontal.sum() if form == "paper" else vertical.mean() + horizontal.mean()
+    got = jax.jit(total_variation_loss, static_argnames="form")(image.astype(np.float32), form=form)
+    np.testing.assert_allclose(got, expected, rtol=RTOL)
+    assert float(total_variation_loss(np.full((5, 5, 3), 0.3, np.float32), form=form)) == 0.0
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_total_loss_composes_the_terms(vgg_weights, form):
+    content_layers, style_layers = ("relu3_2",), ("relu1_1", "relu2_1", "relu3_1")
+    content, style, image = (random_images((32, 40, 3), seed=s) for s in (1, 2, 3))
+    targets = compute_targets(
+        vgg_weights, content, [style], content_layers=content_layers, style_layers=style_layers, form=form
+    )
+    loss_fn = make_loss_fn(content_layers=content_layers, style_layers=style_layers,
+                           style_layer_weights=(0.5, 0.3, 0.2), form=form)
+    terms = jax.jit(loss_fn)(image, LossInputs(vgg_weights.params, targets, LossWeights(2.0, 30.0, 0.7)))
+
+    features = {k: np.asarray(v) for k, v in extract_features(vgg_weights, image, content_layers + style_layers).items()}
+    style_features = {k: np.asarray(v) for k, v in extract_features(vgg_weights, style, style_layers).items()}
+    content_features = np.asarray(extract_features(vgg_weights, content, content_layers)["relu3_2"])
+    diff = features["relu3_2"].astype(np.float64) - content_features
+    expected_content = 0.5 * np.sum(diff**2) if form == "paper" else np.mean(diff**2)
+    expected_style = sum(
+        w * np_style_layer(features[l], np_gram(style_features[l], form), form)
+        for l, w in zip(style_layers, (0.5, 0.3, 0.2))
+    )
+    expected_tv = float(total_variation_loss(image, form=form))
+    np.testing.assert_allclose(terms.content, expected_content, rtol=1e-4)
+    np.testing.assert_allclose(terms.style, expected_style, rtol=1e-4)
+    np.testing.assert_allclose(
+        terms.total, 2.0 * expected_content + 30.0 * expected_style + 0.7 * expected_tv, rtol=1e-4
+    )
+
+
+def test_blended_style_targets_average_gram_matrices(vgg_weights):
+    first, second, content = (random_images((32, 32, 3), seed=s) for s in (5, 6, 7))
+    layers = ("relu1_1", "relu2_1")
+    blended = compute_targets(vgg_weights, content, [first, second], content_layers=("relu2_2",),
+                              style_layers=layers, blend_weights=[3.0, 1.0])
+    for layer in layers:
+        grams = [np_gram(np.asarray(extract_features(vgg_weights, im, layers)[layer]), "normalized")
+                 for im in (first, second)]
+        np.testing.assert_allclose(blended.style_grams[layer], 0.75 * grams[0] + 0.25 * grams[1], rtol=1e-4)
+
+
+def test_shape_errors_are_clear():
+    with pytest.raises(ValueError, match=r"expects \(H, W, C\)"):
+        gram_matrix(np.zeros((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="differ in shape"):
+        content_loss(np.zeros((2, 3, 4)), np.zeros((2, 3, 5)))
+    with pytest.raises(ValueError, match="loss form"):
+        gram_matrix(np.zeros((2, 3, 4)), form="caffe")

@@ -1,0 +1,90 @@
+"""Optimizers and the chunked compiled loop: convergence, dispatch counts, bounds, non-finite and Ctrl-C."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets
+from nst_jax.optimize import SolverSpec, chunk_count, compile_solver, minimize
+
+SPECS = {
+    "lbfgs-jaxopt": SolverSpec("lbfgs", "jaxopt"),
+    "lbfgs-optax": SolverSpec("lbfgs", "optax"),
+    "lbfgsb": SolverSpec("lbfgsb"),
+    "adam": SolverSpec("adam", learning_rate=0.05),
+}
+
+CENTER = np.linspace(-0.5, 1.5, 12, dtype=np.float32).reshape(2, 2, 3)
+SCALES = np.linspace(1.0, 20.0, 12, dtype=np.float32).reshape(2, 2, 3)
+
+
+def quadratic(x: jax.Array, inputs: LossInputs) -> LossTerms:
+    """An ill-conditioned quadratic with its minimum at CENTER; 'content' holds the distance for checks."""
+    distance = jnp.sum(SCALES * jnp.square(x - CENTER))
+    return LossTerms(total=inputs.weights.content * distance, content=distance, style=jnp.zeros(()), tv=jnp.zeros(()))
+
+
+INPUTS = LossInputs({}, StyleTargets({}, {}), LossWeights(jnp.float32(1.0), jnp.float32(0.0), jnp.float32(0.0)))
+X0 = np.full((2, 2, 3), 0.5, np.float32)
+
+
+@pytest.mark.parametrize("name", ["lbfgs-jaxopt", "lbfgs-optax"])
+def test_lbfgs_solves_a_quadratic(name):
+    run = minimize(quadratic, X0, INPUTS, spec=SPECS[name], iterations=30, chunk_size=7)
+    np.testing.assert_allclose(run.image, CENTER, atol=1e-3)
+    assert run.status == "completed"
+
+
+def test_lbfgsb_stops_at_the_box():
+    run = minimize(quadratic, X0, INPUTS, spec=SPECS["lbfgsb"], iterations=30, chunk_size=10)
+    np.testing.assert_allclose(run.image, np.clip(CENTER, 0.0, 1.0), atol=1e-3)
+    assert float(run.image.min()) >= 0.0 and float(run.image.max()) <= 1.0
+
+
+def test_chunks_make_one_dispatch_each_and_do_not_recompile():
+    compiled = compile_solver(quadratic, SPECS["adam"])
+    before = compiled.chunk._cache_size()
+    run = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=100, chunk_size=30)
+    assert run.dispatches == chunk_count(100, 30) == 4  # 30 + 30 + 30 + 10, not 100
+    assert run.iterations == 100 and run.history.total.shape == (100,)
+    assert compiled.chunk._cache_size() - before <= 1  # the short last chunk reuses the compilation
+    minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=45, chunk_size=30)
+    assert compiled.chunk._cache_size() - before <= 1
+
+
+def test_history_records_every_iteration():
+    progress = []
+    run = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=10, chunk_size=4,
+                   callback=progress.append)
+    assert [p.iteration for p in progress] == [4, 8, 10]
+    assert progress[-1].terms.total == pytest.approx(float(run.history.total[-1]))
+    assert np.all(np.isfinite(run.history.total)) and np.all(np.diff(run.history.content) < 0)
+    assert list(run.evaluations) == [1] * 10
+
+
+def test_non_finite_loss_stops_and_keeps_last_finite_image():
+    spec = SolverSpec("adam", learning_rate=1e38)
+    run = minimize(quadratic, X0, INPUTS, spec=spec, iterations=50, chunk_size=10)
+    assert run.status == "non-finite"
+    assert run.iterations < 50
+    assert np.all(np.isfinite(np.asarray(run.image)))
+    assert np.all(np.isfinite(run.history.total))
+
+
+def test_interrupt_returns_the_last_chunk():
+    def interrupt(progress):
+        if progress.iteration >= 6:
+            raise KeyboardInterrupt
+
+    run = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=30, chunk_size=3, callback=interrupt)
+    assert run.status == "interrupted"
+    assert run.iterations == 6
+    assert np.all(np.isfinite(np.asarray(run.image)))
+
+
+def test_rejects_non_positive_counts():
+    with pytest.raises(ValueError, match="positive"):
+        minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=0)

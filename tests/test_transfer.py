@@ -1,0 +1,130 @@
+"""stylize: inputs of every kind, sizes, inits, each optimizer lowering the loss, results and their metadata."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import random_images
+from nst_jax import StyleConfig, stylize
+from nst_jax.image_io import read_png_metadata, save_image
+from nst_jax.transfer import initial_image, prepare_images
+
+# One small config shared by the tests below, so its compiled solver is reused.
+SMALL = StyleConfig(image_size=32, iterations=20, chunk_size=10)
+
+
+@pytest.fixture(scope="module")
+def content() -> np.ndarray:
+    return random_images((48, 64, 3), seed=11)
+
+
+@pytest.fixture(scope="module")
+def style() -> np.ndarray:
+    return random_images((40, 40, 3), seed=12)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"optimizer": "lbfgs", "lbfgs_backend": "jaxopt"},
+        {"optimizer": "lbfgs", "lbfgs_backend": "optax"},
+        {"optimizer": "lbfgsb"},
+        {"optimizer": "adam", "learning_rate": 0.05},
+    ],
+    ids=["lbfgs-jaxopt", "lbfgs-optax", "lbfgsb", "adam"],
+)
+def test_each_optimizer_lowers_the_loss(vgg_weights, content, style, changes):
+    result = stylize(content, style, weights=vgg_weights, config=SMALL.replace(**changes))
+    assert result.status == "completed" and result.iterations == 20
+    assert result.final_losses.total < 0.2 * float(result.losses.total[0])
+    assert result.image.shape == (24, 32, 3) and result.image.dtype == np.float32
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+    assert result.dispatches == 2
+
+
+def test_lbfgsb_stays_in_the_unit_box(vgg_weights, content, style):
+    from nst_jax.losses import LossInputs
+    from nst_jax.optimize import minimize
+    from nst_jax.transfer import loss_fn_for, loss_weights_for, solver_spec_for, targets_for
+
+    config = SMALL.replace(optimizer="lbfgsb", style_weight=1e9)
+    content_image, styles = prepare_images(content, style, config)
+    inputs = LossInputs(vgg_weights.params, targets_for(vgg_weights, content_image, styles, config),
+                        loss_weights_for(config))
+    run = minimize(loss_fn_for(config), initial_image(config, content_image, styles), inputs,
+                   spec=solver_spec_for(config), iterations=20, chunk_size=10)
+    raw = np.asarray(run.image)  # before any clipping
+    assert raw.min() >= 0.0 and raw.max() <= 1.0
+
+
+def test_noise_init_is_seeded(content, style):
+    config = SMALL
+    content_image, styles = prepare_images(content, style, config)
+    same = [initial_image(config.replace(seed=3), content_image, styles) for _ in range(2)]
+    other = initial_image(config.replace(seed=4), content_image, styles)
+    np.testing.assert_array_equal(same[0], same[1])
+    assert np.abs(same[0] - other).mean() > 0.1
+
+
+def test_other_inits(tmp_path, content, style):
+    content_image, styles = prepare_images(content, style, SMALL)
+    np.testing.assert_array_equal(initial_image(SMALL.replace(init="content"), content_image, styles), content_image)
+    assert initial_image(SMALL.replace(init="style"), content_image, styles).shape == content_image.shape
+    path = save_image(tmp_path / "init.png", random_images((10, 20, 3)))
+    assert initial_image(SMALL.replace(init=str(path)), content_image, styles).shape == content_image.shape
+
+
+def test_different_seeds_give_different_images(vgg_weights, content, style):
+    config = SMALL.replace(iterations=5, chunk_size=5)
+    first = stylize(content, style, weights=vgg_weights, config=config.replace(seed=1))
+    again = stylize(content, style, weights=vgg_weights, config=config.replace(seed=1))
+    second = stylize(content, style, weights=vgg_weights, config=config.replace(seed=2))
+    np.testing.assert_array_equal(first.image, again.image)
+    assert np.abs(first.image - second.image).mean() > 0.05
+
+
+def test_accepts_paths_pil_and_arrays_and_sizes_styles(tmp_path, vgg_weights, content, style):
+    content_path = save_image(tmp_path / "content.png", content)
+    pil_style = Image.fromarray((style * 255).astype(np.uint8))
+    config = SMALL.replace(image_size=40, style_scale=1.5, iterations=2, chunk_size=2)
+    content_image, styles = prepare_images(str(content_path), [pil_style, style], config)
+    assert content_image.shape == (30, 40, 3)
+    assert [s.shape for s in styles] == [(45, 60, 3)] * 2
+    result = stylize(content_path, [pil_style, style], weights=vgg_weights,
+                     config=config.replace(style_blend_weights=(2.0, 1.0)))
+    assert result.image.shape == (30, 40, 3)
+
+
+def test_save_embeds_config_and_checksum(tmp_path, vgg_weights, content, style):
+    result = stylize(content, style, weights=vgg_weights, config=SMALL.replace(iterations=2, chunk_size=2))
+    path = result.save(tmp_path / "out.png")
+    metadata = read_png_metadata(path)
+    assert json.loads(metadata["nst_jax:config"]) == SMALL.replace(iterations=2, chunk_size=2).to_dict()
+    assert metadata["nst_jax:weights_sha256"] == vgg_weights.checksum
+    assert metadata["nst_jax:status"] == "completed"
+    assert len(result.losses_dict()["total"]) == 2
+
+
+def test_too_small_content_names_the_minimum(vgg_weights, content, style):
+    with pytest.raises(ValueError, match="at least 16 pixels"):
+        prepare_images(content, style, SMALL.replace(image_size=20))  # 15x20 after resizing
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"image_size": 0}, "image_size must be a positive integer"),
+        ({"iterations": -5}, "iterations must be a positive integer"),
+        ({"style_weight": -1.0}, "style_weight must be a non-negative"),
+        ({"style_layers": ("relu9_1",)}, "unknown VGG19 layer"),
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+        ({"style_layer_weights": (1.0,)}, "1 style layer weights for 5 style layers"),
+    ],
+)
+def test_config_rejects_bad_values(changes, message):
+    with pytest.raises(ValueError, match=message):
+        StyleConfig(**changes)
