@@ -133,7 +133,7 @@ def make_solver(loss_fn: LossFn, spec: SolverSpec) -> Solver:
 
 
 class ChunkOutput(NamedTuple):
-    """What one compiled chunk returns: the new iterate and state, per-iteration records and a finite flag."""
+    """What one compiled chunk returns: the new iterate and state, per-iteration records and finite flags."""
 
     x: jax.Array
     state: Any
@@ -143,28 +143,49 @@ class ChunkOutput(NamedTuple):
     finite: jax.Array
 
 
+def _where(flag: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``flag`` holds, else ``old``, leaf by leaf; ``flag`` is a scalar or one entry per member."""
+
+    def pick(new_leaf: jax.Array, old_leaf: jax.Array) -> jax.Array:
+        shaped = jnp.reshape(flag, flag.shape + (1,) * (jnp.ndim(new_leaf) - flag.ndim))
+        return jnp.where(shaped, new_leaf, old_leaf)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
 def run_chunk(
-    solver: Solver, x: jax.Array, state: Any, inputs: LossInputs, num_steps: jax.Array, capacity: int
+    solver: Solver,
+    batched: bool,
+    x: jax.Array,
+    state: Any,
+    inputs: LossInputs,
+    num_steps: jax.Array,
+    capacity: int,
 ) -> ChunkOutput:
-    """Up to ``num_steps`` (<= ``capacity``) solver steps in a ``lax.while_loop``; stops at a non-finite step."""
-    history = LossTerms(*(jnp.full((capacity,), jnp.nan, jnp.float32) for _ in LossTerms._fields))
-    evaluations = jnp.zeros((capacity,), jnp.int32)
+    """Up to ``num_steps`` (<= ``capacity``) solver steps in a ``lax.while_loop``.
+
+    A member whose step turns non-finite keeps its last finite iterate and state from then on; the loop ends
+    early once every member has failed. With ``batched``, ``x`` and the records have a leading batch axis.
+    """
+    members = (x.shape[0],) if batched else ()
+    history = LossTerms(*(jnp.full((capacity,) + members, jnp.nan, jnp.float32) for _ in LossTerms._fields))
+    evaluations = jnp.zeros((capacity,) + members, jnp.int32)
+    image_axes = tuple(range(1 if batched else 0, x.ndim))
 
     def cond(carry: tuple) -> jax.Array:
         step, *_, finite = carry
-        return (step < num_steps) & finite
+        return (step < num_steps) & jnp.any(finite)
 
     def body(carry: tuple) -> tuple:
-        step, x, state, history, evaluations, _ = carry
+        step, x, state, history, evaluations, finite = carry
         new_x, new_state, terms, used = solver.step(x, state, inputs)
-        finite = jnp.isfinite(terms.total) & jnp.all(jnp.isfinite(new_x))
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        x, state = jax.tree_util.tree_map(keep, (new_x, new_state), (x, state))
+        finite = finite & jnp.isfinite(terms.total) & jnp.all(jnp.isfinite(new_x), axis=image_axes)
+        x, state = _where(finite, (new_x, new_state), (x, state))
         history = LossTerms(*(h.at[step].set(t) for h, t in zip(history, terms)))
         evaluations = evaluations.at[step].set(used)
-        return step + finite.astype(step.dtype), x, state, history, evaluations, finite
+        return step + jnp.any(finite).astype(step.dtype), x, state, history, evaluations, finite
 
-    carry = (jnp.asarray(0, jnp.int32), x, state, history, evaluations, jnp.asarray(True))
+    carry = (jnp.asarray(0, jnp.int32), x, state, history, evaluations, jnp.ones(members, bool))
     steps, x, state, history, evaluations, finite = jax.lax.while_loop(cond, body, carry)
     return ChunkOutput(x, state, history, evaluations, steps, finite)
 
@@ -177,12 +198,29 @@ class CompiledSolver(NamedTuple):
     terms: Callable[[jax.Array, LossInputs], LossTerms]
 
 
+def batch_solver(solver: Solver, input_axes: Any) -> Solver:
+    """``solver`` vmapped over a leading batch axis of the image, its state and the ``input_axes`` of the inputs.
+
+    Each member runs its own line searches; a member that finishes its search early waits masked inside the
+    batched ``while_loop``, so it cannot change the others' results.
+    """
+    return Solver(
+        init=jax.vmap(solver.init, in_axes=(0, input_axes)),
+        step=jax.vmap(solver.step, in_axes=(0, 0, input_axes)),
+    )
+
+
 @functools.lru_cache(maxsize=32)
-def compile_solver(loss_fn: LossFn, spec: SolverSpec) -> CompiledSolver:
-    """Jitted functions for ``loss_fn`` and ``spec``, cached so repeated runs reuse the compilation."""
+def compile_solver(loss_fn: LossFn, spec: SolverSpec, input_axes: Any = None) -> CompiledSolver:
+    """Jitted functions for ``loss_fn`` and ``spec`` (batched over ``input_axes`` unless None), cached."""
     solver = make_solver(loss_fn, spec)
-    chunk = jax.jit(functools.partial(run_chunk, solver), static_argnames=("capacity",))
-    return CompiledSolver(init=jax.jit(solver.init), chunk=chunk, terms=jax.jit(loss_fn))
+    batched = input_axes is not None
+    terms = loss_fn
+    if batched:
+        solver = batch_solver(solver, input_axes)
+        terms = jax.vmap(loss_fn, in_axes=(0, input_axes))
+    chunk = jax.jit(functools.partial(run_chunk, solver, batched), static_argnames=("capacity",))
+    return CompiledSolver(init=jax.jit(solver.init), chunk=chunk, terms=jax.jit(terms))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +241,7 @@ class Optimization:
     image: jax.Array
     history: LossTerms
     evaluations: np.ndarray
+    finite: np.ndarray
     status: str
     dispatches: int
     elapsed: float
@@ -225,21 +264,25 @@ def minimize(
     iterations: int,
     chunk_size: int = 20,
     callback: Callable[[Progress], None] | None = None,
+    input_axes: Any = None,
 ) -> Optimization:
     """Minimize ``loss_fn(x, inputs).total`` over ``x`` from ``x0`` in compiled chunks of ``chunk_size`` steps.
 
     ``callback`` runs after every chunk. Ctrl-C between or during chunks ends the run with status
-    ``interrupted`` and the image of the last finished chunk.
+    ``interrupted`` and the image of the last finished chunk. With ``input_axes`` (a ``LossInputs``-shaped
+    prefix of vmap axes), ``x0`` holds a batch of images optimized independently as one program; the records
+    then have a member axis, and ``finite`` says which members stayed finite.
     """
     if iterations <= 0 or chunk_size <= 0:
         raise ValueError(f"iterations and chunk_size must be positive, got {iterations} and {chunk_size}")
-    compiled = compile_solver(loss_fn, spec)
+    compiled = compile_solver(loss_fn, spec, input_axes)
     x = jnp.asarray(x0, jnp.float32)
     if spec.optimizer == "lbfgsb":
         x = jnp.clip(x, 0.0, 1.0)
     capacity = min(chunk_size, iterations)
     records: list[tuple[LossTerms, np.ndarray]] = []
     done, dispatches, status = 0, 0, "completed"
+    finite = np.ones(np.shape(x)[:1] if input_axes is not None else (), bool)
     start = time.perf_counter()
     try:
         state = compiled.init(x, inputs)
@@ -253,18 +296,27 @@ def minimize(
                 (LossTerms(*(np.asarray(t[:completed]) for t in out.terms)), np.asarray(out.evaluations[:completed]))
             )
             done += completed
-            if not bool(out.finite):
+            finite = np.asarray(out.finite)
+            if not np.all(finite):
                 status = "non-finite"
-                break
+                if not np.any(finite) or completed < steps:
+                    break
             if callback is not None and completed:
-                latest = LossTerms(*(float(t[-1]) for t in records[-1][0]))
+                latest = LossTerms(*(_latest(t) for t in records[-1][0]))
                 callback(Progress(done, iterations, latest, x, time.perf_counter() - start))
     except KeyboardInterrupt:
         status = "interrupted"
-    history = LossTerms(*(np.concatenate([r[0][i] for r in records] or [np.zeros(0, np.float32)])
+    empty = np.zeros((0,) + finite.shape)
+    history = LossTerms(*(np.concatenate([r[0][i] for r in records] or [empty.astype(np.float32)])
                           for i in range(len(LossTerms._fields))))
-    evaluations = np.concatenate([r[1] for r in records] or [np.zeros(0, np.int32)])
-    return Optimization(x, history, evaluations, status, dispatches, time.perf_counter() - start)
+    evaluations = np.concatenate([r[1] for r in records] or [empty.astype(np.int32)])
+    return Optimization(x, history, evaluations, finite, status, dispatches, time.perf_counter() - start)
+
+
+def _latest(values: np.ndarray) -> float | np.ndarray:
+    """The last record: a float for one image, an array with one entry per member for a batch."""
+    last = values[-1]
+    return float(last) if np.ndim(last) == 0 else last
 
 
 def chunk_count(iterations: int, chunk_size: int) -> int:

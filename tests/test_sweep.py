@@ -1,0 +1,158 @@
+"""Batched sweeps and batches: member i equals single run i, early convergence is isolated, sharding, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import random_images
+from nst_jax import StyleConfig, stylize
+from nst_jax import sweep
+from nst_jax.image_io import save_image
+from nst_jax.sweep import activation_bytes, plan_batch, stylize_batch, stylize_sweep
+
+CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
+ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
+STYLE_WEIGHTS = [1e4, 1e6, 1e8]
+# Batched convolutions sum in a different order than single ones (float32 rounding, ~1e-7 relative). Adam
+# carries that through smoothly; L-BFGS can amplify it when a line-search comparison flips (measured: loss
+# 3e-4 relative, pixels 4e-3 after 10 iterations, on one member), hence its wider pixel tolerance.
+IMAGE_ATOL = {"adam": 1e-3, "lbfgs": 1e-2}
+LOSS_RTOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[np.ndarray, np.ndarray]:
+    return random_images((48, 64, 3), seed=21), random_images((40, 40, 3), seed=22)
+
+
+def assert_same_result(batched, single) -> None:
+    np.testing.assert_allclose(batched.image, single.image, atol=IMAGE_ATOL[single.config.optimizer])
+    np.testing.assert_allclose(batched.final_losses.total, single.final_losses.total, rtol=LOSS_RTOL)
+    np.testing.assert_allclose(batched.losses.total, single.losses.total, rtol=LOSS_RTOL)
+
+
+@pytest.fixture(scope="module")
+def adam_sweep(vgg_weights, images):
+    """The Adam sweep over STYLE_WEIGHTS, shared by the tests that compare against it."""
+    return stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, weights=vgg_weights)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, optimizer):
+    config = CONFIG if optimizer == "lbfgs" else ADAM
+    results = (stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, weights=vgg_weights)
+               if optimizer == "lbfgs" else adam_sweep)
+    assert [r.config.style_weight for r in results] == STYLE_WEIGHTS
+    for weight, result in zip(STYLE_WEIGHTS, results):
+        assert result.status == "completed"
+        assert_same_result(result, stylize(*images, weights=vgg_weights, config=config.replace(style_weight=weight)))
+
+
+def test_early_converging_member_does_not_change_the_others(vgg_weights, images):
+    # Member 1 has every weight zero: its gradient is zero at once, so its line searches end immediately.
+    reference = stylize_sweep(*images, style_weights=[1e6, 1e8], config=CONFIG, weights=vgg_weights)
+    mixed = stylize_sweep(*images, style_weights=[1e6, 0.0], content_weights=[1.0, 0.0], config=CONFIG,
+                          weights=vgg_weights)
+    np.testing.assert_array_equal(mixed[0].image, reference[0].image)
+    np.testing.assert_array_equal(mixed[0].losses.total, reference[0].losses.total)
+    assert float(mixed[1].final_losses.total) == 0.0
+
+
+def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, monkeypatch):
+    per_image = activation_bytes(24, 32, ADAM)
+    monkeypatch.setattr(sweep, "device_memory_bytes", lambda device: int(1.5 * per_image))
+    plans = []
+    split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, weights=vgg_weights,
+                          on_plan=plans.append)
+    assert plans[0].per_run == 1 and plans[0].runs == 3 and "split into 3 runs" in plans[0].describe()
+    for a, b in zip(adam_sweep, split):
+        np.testing.assert_allclose(a.image, b.image, atol=IMAGE_ATOL["adam"])
+
+
+def test_memory_estimate_grows_with_size_and_depth():
+    small, large = activation_bytes(64, 64, CONFIG), activation_bytes(128, 128, CONFIG)
+    assert 3.5 < large / small < 4.5
+    shallow = CONFIG.replace(content_layers=("relu1_1",), style_layers=("relu1_1",))
+    assert activation_bytes(64, 64, shallow) < small
+    assert plan_batch(5, 64, 64, CONFIG).per_run == 5
+
+
+def test_weight_lists_must_broadcast(vgg_weights, images):
+    with pytest.raises(ValueError, match="content_weight list has 2 values; expected 1 or 3"):
+        stylize_sweep(*images, style_weights=STYLE_WEIGHTS, content_weights=[1, 2], config=CONFIG,
+                      weights=vgg_weights)
+
+
+def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images):
+    content, style = images
+    paths = [
+        save_image(tmp_path / "a.png", content),
+        save_image(tmp_path / "b.png", random_images((48, 64, 3), seed=23)),
+        tmp_path / "broken.png",
+        save_image(tmp_path / "c.png", random_images((64, 48, 3), seed=24)),
+    ]
+    paths[2].write_text("not an image")
+    done, plans = [], []
+    items = stylize_batch(paths, style, config=CONFIG, weights=vgg_weights, on_done=done.append,
+                          on_plan=plans.append)
+    assert [item.source for item in items] == paths
+    assert items[2].result is None and "broken.png" in items[2].error
+    assert [p.size for p in plans] == [2, 1]  # two 24x32 images in one batch, the 32x24 one alone
+    assert len(done) == 4
+    single = stylize(paths[1], style, weights=vgg_weights, config=CONFIG)  # L-BFGS, as the batch ran
+    assert_same_result(items[1].result, single)
+    assert items[3].result.image.shape == (32, 24, 3)
+
+
+SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import numpy as np
+    warnings.simplefilter("ignore")
+    import jax
+    from nst_jax import StyleConfig, load_weights
+    from nst_jax.losses import LossInputs, LossWeights
+    from nst_jax import sweep
+    from nst_jax.transfer import initial_image, prepare_images, targets_for
+    weights = load_weights(sys.argv[1])
+    data = np.load(sys.argv[2])
+    config = StyleConfig(**json.loads(sys.argv[3]))
+    content, styles = prepare_images(data["content"], data["style"], config)
+    targets = targets_for(weights, content, styles, config)
+    x0 = np.stack([initial_image(config, content, styles)] * 3)
+    loss_weights = LossWeights(*(np.asarray(v, np.float32) for v in ([1.0] * 3, [1e4, 1e6, 1e8], [0.0] * 3)))
+    axes = LossInputs(None, None, 0)
+    run = sweep.run_batch(x0, LossInputs(weights.params, targets, loss_weights), axes, config)
+    shards = [tuple(shard.data.shape) for shard in run.image.addressable_shards]
+    np.save(sys.argv[4], np.asarray(run.image)[:3])
+    print(json.dumps({"devices": len(jax.devices()), "device_set": len(run.image.sharding.device_set),
+                      "shards": shards}))
+    """
+)
+
+
+def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam_sweep):
+    content, style = images
+    np.savez(tmp_path / "inputs.npz", content=content, style=style)
+    config = ADAM.to_dict()
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = tmp_path / "images.npy"
+    completed = subprocess.run(
+        [sys.executable, "-c", SHARDED_SCRIPT, str(weights_file), str(tmp_path / "inputs.npz"),
+         json.dumps(config), str(out)],
+        capture_output=True, text=True, timeout=600, env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 4 and report["device_set"] == 4
+    assert report["shards"] == [[1, 24, 32, 3]] * 4  # 3 members padded to 4, one per device
+    np.testing.assert_allclose(np.clip(np.load(out), 0, 1), np.stack([r.image for r in adam_sweep]),
+                               atol=IMAGE_ATOL["adam"])
