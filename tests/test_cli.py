@@ -1,0 +1,362 @@
+"""The command line: defaults from StyleConfig, outputs (image, snapshots, JSON log, metadata), one-line errors
+with exit code 2 for every bad input (checked before weights are loaded), non-finite (1) and Ctrl-C (130)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from convert_weights.cli import main as convert_main
+from nst_jax import StyleConfig, cli
+from nst_jax.image_io import read_png_metadata
+from nst_jax.weights import file_sha256
+
+# Shallow layers and tiny images: one compile (~5 s on CPU) shared by every run below that optimizes.
+FAST = [
+    "--image-size", "32", "--iterations", "4", "--chunk-size", "2",
+    "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--quiet",
+]
+
+
+def _save_random_image(path: Path, height: int, width: int, seed: int) -> Path:
+    """A random RGB PNG of the given size."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 40x48 content, two 40x40 styles, and a text file that is not an image."""
+    folder = tmp_path_factory.mktemp("inputs")
+    text = folder / "notes.png"
+    text.write_text("not an image\n")
+    return {
+        "content": _save_random_image(folder / "content.png", 40, 48, seed=1),
+        "style": _save_random_image(folder / "style.png", 40, 40, seed=2),
+        "style2": _save_random_image(folder / "style2.png", 40, 40, seed=3),
+        "text": text,
+    }
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init VGG19 (pretrained=False) written by the converter."""
+    path = tmp_path_factory.mktemp("random") / "random.h5"
+    assert convert_main(["--random", "-o", str(path)]) == 0
+    return path
+
+
+def _argv(inputs: dict[str, Path], out: Path, weights: Path, *extra: str) -> list[str]:
+    """Arguments of a fast run of content + style into ``out``."""
+    return [str(inputs["content"]), str(inputs["style"]), "-o", str(out), "--weights", str(weights), *FAST, *extra]
+
+
+def _one_error_line(err: str) -> str:
+    """The single line of stderr, checked to be a ``nst-jax: error:`` line without a traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nst-jax: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_defaults_come_from_style_config(tmp_path: Path):
+    parser = cli.build_parser()
+    args = parser.parse_args(["c.png", "s.png", "-o", str(tmp_path / "o.png")])
+    assert cli.config_from_args(args) == StyleConfig()
+    for field in dataclasses.fields(StyleConfig):
+        assert parser.get_default(field.name) == getattr(StyleConfig(), field.name), field.name
+
+
+def test_help_shows_defaults(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "300")  # no line wrapping
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: 512)" in out and "(default: 500)" in out
+    assert "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in out
+    assert "the loss form's: 1e6 normalized, 1e3 paper" in out
+
+
+def test_lists_and_choices_are_parsed(tmp_path: Path):
+    args = cli.build_parser().parse_args([
+        "c.png", "s1.png", "s2.png", "-o", str(tmp_path / "o.png"), "--content-layers", "relu3_1",
+        "--style-layers", "relu1_1, relu2_1", "--style-layer-weights", "1,0.5", "--style-blend-weights", "3,1",
+        "--optimizer", "adam", "--loss-form", "paper", "--pooling", "max", "--init", "content",
+    ])
+    config = cli.config_from_args(args)
+    assert config.content_layers == ("relu3_1",) and config.style_layers == ("relu1_1", "relu2_1")
+    assert config.style_layer_weights == (1.0, 0.5) and config.style_blend_weights == (3.0, 1.0)
+    assert (config.optimizer, config.loss_form, config.pooling, config.init) == ("adam", "paper", "max", "content")
+    assert args.styles == [Path("s1.png"), Path("s2.png")]
+
+
+@pytest.mark.parametrize("chunk,every,expected", [(20, 50, 10), (20, 40, 20), (20, 7, 1), (4, 2, 2)])
+def test_save_every_puts_chunk_boundaries_on_snapshots(tmp_path: Path, chunk, every, expected):
+    args = cli.build_parser().parse_args(
+        ["c.png", "s.png", "-o", str(tmp_path / "o.png"), "--chunk-size", str(chunk), "--save-every", str(every)]
+    )
+    assert cli.config_from_args(args).chunk_size == expected
+
+
+def test_snapshot_path():
+    assert cli.snapshot_path(Path("dir/out.png"), 50) == Path("dir/out_iter50.png")
+    assert cli.snapshot_path(Path("a.b.jpg"), 5) == Path("a.b_iter5.jpg")
+
+
+def test_usage_errors_from_argparse_exit_2(capsys):
+    assert cli.main(["c.png", "s.png", "-o", "o.png", "--optimizer", "sgd"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert cli.main(["c.png"]) == 2
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_end_to_end_writes_image_snapshots_log_and_metadata(tmp_path, inputs, weights_file, capsys):
+    out, log = tmp_path / "out.png", tmp_path / "log.json"
+    argv = _argv(inputs, out, weights_file, "--save-every", "2", "--log-json", str(log), "--bit-depth", "16")
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # pretrained weights: no warning; --quiet: no progress bar
+    [line] = captured.out.strip().splitlines()
+    assert line.startswith(f"wrote {out}: 4 iterations, loss ")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.json", "out.png", "out_iter2.png", "out_iter4.png"]
+    assert out.read_bytes()[24] == 16  # IHDR bit depth
+    with Image.open(tmp_path / "out_iter2.png") as snapshot:
+        assert snapshot.size == (32, 27)
+
+    record = json.loads(log.read_text())
+    assert set(record) >= {"config", "losses", "final_losses", "status", "weights_sha256", "weights_pretrained",
+                           "elapsed_s", "iterations"}
+    assert record["status"] == "completed" and record["iterations"] == 4
+    assert all(len(values) == 4 for values in record["losses"].values())
+    assert set(record["losses"]) == set(record["final_losses"]) == {"total", "content", "style", "tv"}
+    assert record["weights_sha256"] == file_sha256(weights_file) and record["weights_pretrained"] is True
+    assert record["config"]["content_layers"] == ["relu2_1"] and record["config"]["chunk_size"] == 2
+
+    metadata = read_png_metadata(out)
+    assert json.loads(metadata["nst_jax:config"]) == record["config"]
+    assert metadata["nst_jax:weights_sha256"] == file_sha256(weights_file)
+    assert metadata["nst_jax:status"] == "completed"
+
+
+def test_random_weights_warn_loudly_and_progress_bar_shows(tmp_path, inputs, random_weights, capsys):
+    out = tmp_path / "out.jpg"
+    argv = [arg for arg in _argv(inputs, out, random_weights) if arg != "--quiet"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    warnings_ = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings_) == 1 and warnings_[0].startswith("nst-jax: WARNING: RANDOM WEIGHTS")
+    assert "python -m convert_weights" in warnings_[0]
+    assert "warnings.warn" not in err and "RandomWeightsWarning" not in err  # no Python warning source line
+    assert "4/4" in err and "loss=" in err  # the progress bar
+    assert out.exists()
+
+
+def test_missing_weights_name_the_fetch_command(tmp_path, inputs, capsys):
+    missing = tmp_path / "elsewhere" / "vgg19.h5"
+    assert cli.main(_argv(inputs, tmp_path / "out.png", missing)) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"python -m convert_weights -o {missing}" in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_missing_default_weights_name_the_fetch_command(tmp_path, inputs, monkeypatch, capsys):
+    monkeypatch.delenv("NST_JAX_WEIGHTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    argv = [str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), *FAST]
+    assert cli.main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.endswith("python -m convert_weights")
+
+
+def test_non_finite_saves_last_finite_image_and_exits_1(tmp_path, inputs, weights_file, capsys):
+    out, log = tmp_path / "out.png", tmp_path / "log.json"
+    argv = _argv(inputs, out, weights_file, "--optimizer", "adam", "--learning-rate", "1e30", "--log-json", str(log))
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "NaN or infinite" in captured.err and "--learning-rate" in captured.err and str(out) in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert read_png_metadata(out)["nst_jax:status"] == "non-finite"
+    record = json.loads(log.read_text())  # strict JSON: non-finite losses are null
+    assert record["status"] == "non-finite" and record["iterations"] < 4
+
+
+class _InterruptingBar(cli.tqdm):
+    """A progress bar that acts as if Ctrl-C were pressed right after the first chunk."""
+
+    def update(self, n: float | None = 1) -> bool | None:
+        super().update(n)
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_the_current_image_and_exits_130(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "tqdm", _InterruptingBar)
+    out = tmp_path / "out.png"
+    assert cli.main(_argv(inputs, out, weights_file)) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted at iteration 2 of 4; saved the current image to {out}" in err and "Traceback" not in err
+    metadata = read_png_metadata(out)
+    assert metadata["nst_jax:status"] == "interrupted" and metadata["nst_jax:iterations"] == "2"
+
+
+def test_ctrl_c_outside_the_optimizer_exits_130(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "stylize", interrupted)
+    out = tmp_path / "out.png"
+    assert cli.main(_argv(inputs, out, weights_file)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and not out.exists()
+
+
+def test_unexpected_errors_keep_their_traceback(tmp_path, inputs, weights_file, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "stylize", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(_argv(inputs, tmp_path / "out.png", weights_file))
+
+
+# --------------------------------------------------------------------------- bad input: one line, exit 2
+
+
+# Per case: the arguments ({content}, {style}, {out}, ... filled in by the test) and a piece of the message.
+BAD_INPUTS: dict[str, tuple[list[str], str]] = {
+    "missing content": (["{tmp}/nope.png", "{style}", "-o", "{out}"], "no such file"),
+    "missing second style": (["{content}", "{style}", "{tmp}/nope.png", "-o", "{out}"], "no such file"),
+    "not an image": (["{content}", "{text}", "-o", "{out}"], "not a recognised image format"),
+    "a directory as input": (["{tmp}", "{style}", "-o", "{out}"], "is a directory"),
+    "content too small": (["{content}", "{style}", "-o", "{out}", "--image-size", "8"], "at least 16 pixels"),
+    "style too small": (
+        ["{content}", "{style}", "-o", "{out}", "--image-size", "32", "--style-scale", "0.1"], "style image 1 is 3x3",
+    ),
+    "unknown content layer": (["{content}", "{style}", "-o", "{out}", "--content-layers", "relu4_9"], "'relu4_9'"),
+    "unknown style layer": (["{content}", "{style}", "-o", "{out}", "--style-layers", "relu1_1,fc7"], "'fc7'"),
+    "no layers": (["{content}", "{style}", "-o", "{out}", "--style-layers", ","], "at least one VGG19 layer"),
+    "zero image size": (["{content}", "{style}", "-o", "{out}", "--image-size", "0"], "--image-size must be"),
+    "negative image size": (["{content}", "{style}", "-o", "{out}", "--image-size=-5"], "--image-size must be"),
+    "zero iterations": (["{content}", "{style}", "-o", "{out}", "--iterations", "0"], "--iterations must be"),
+    "negative iterations": (["{content}", "{style}", "-o", "{out}", "--iterations=-3"], "--iterations must be"),
+    "zero chunk size": (["{content}", "{style}", "-o", "{out}", "--chunk-size", "0"], "--chunk-size must be"),
+    "zero history": (["{content}", "{style}", "-o", "{out}", "--history-size", "0"], "--history-size must be"),
+    "zero learning rate": (["{content}", "{style}", "-o", "{out}", "--learning-rate", "0"], "--learning-rate must"),
+    "zero style scale": (["{content}", "{style}", "-o", "{out}", "--style-scale", "0"], "--style-scale must"),
+    "negative content weight": (["{content}", "{style}", "-o", "{out}", "--content-weight=-1"], "--content-weight"),
+    "negative style weight": (["{content}", "{style}", "-o", "{out}", "--style-weight=-1"], "--style-weight must"),
+    "negative tv weight": (["{content}", "{style}", "-o", "{out}", "--tv-weight=-1"], "--tv-weight must"),
+    "nan style weight": (["{content}", "{style}", "-o", "{out}", "--style-weight", "nan"], "--style-weight must"),
+    "negative layer weight": (
+        ["{content}", "{style}", "-o", "{out}", "--style-layers", "relu1_1,relu2_1", "--style-layer-weights=1,-1"],
+        "non-negative",
+    ),
+    "layer weights count": (
+        ["{content}", "{style}", "-o", "{out}", "--style-layer-weights", "1,2"], "2 style layer weights for 5",
+    ),
+    "blend weights count": (
+        ["{content}", "{style}", "{style2}", "-o", "{out}", "--style-blend-weights", "1"], "1 value(s) for 2 style",
+    ),
+    "negative blend weight": (
+        ["{content}", "{style}", "{style2}", "-o", "{out}", "--style-blend-weights=1,-1"], "non-negative",
+    ),
+    "output directory missing": (["{content}", "{style}", "-o", "{tmp}/no/out.png"], "does not exist"),
+    "output is a directory": (["{content}", "{style}", "-o", "{tmp}/dir.png"], "is a directory"),
+    "output is the content": (["{content}", "{style}", "-o", "{content}"], "is also an input"),
+    "output is a style, spelled otherwise": (["{content}", "{style}", "-o", "{style_via_parent}"], "is also an input"),
+    "output links to the content": (["{content}", "{style}", "-o", "{tmp}/link.png"], "is also an input"),
+    "output is the init image": (
+        ["{content}", "{style}", "-o", "{tmp}/init.png", "--init", "{tmp}/init.png"], "is also an input",
+    ),
+    "output suffix": (["{content}", "{style}", "-o", "{tmp}/out.bmp"], "unsupported suffix '.bmp'"),
+    "no output suffix": (["{content}", "{style}", "-o", "{tmp}/out"], "unsupported suffix"),
+    "16 bits in a jpeg": (["{content}", "{style}", "-o", "{tmp}/out.jpg", "--bit-depth", "16"], "needs a .png"),
+    "log directory missing": (
+        ["{content}", "{style}", "-o", "{out}", "--log-json", "{tmp}/no/log.json"], "--log-json directory",
+    ),
+    "log is the output": (["{content}", "{style}", "-o", "{out}", "--log-json", "{out}"], "--log-json"),
+    "missing init image": (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/nope.png"], "no such file"),
+    "init not an image": (["{content}", "{style}", "-o", "{out}", "--init", "{text}"], "not a recognised image"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, monkeypatch, capsys):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("weights were loaded before the input was checked")
+
+    monkeypatch.setattr(cli, "load_weights", must_not_load)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "link.png").symlink_to(inputs["content"])
+    _save_random_image(tmp_path / "init.png", 40, 40, seed=4)
+    folder = inputs["style"].parent
+    paths = {name: str(path) for name, path in inputs.items()}
+    paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"),
+                 style_via_parent=str(folder / ".." / folder.name / "style.png"))
+    template, expected = BAD_INPUTS[case]
+    argv = [arg.format(**paths) for arg in template]
+    assert cli.main([*argv, "--weights", str(weights_file), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    line = _one_error_line(captured.err)
+    assert expected in line
+    assert captured.out == ""
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_gpu_requested_without_one_is_exit_2(tmp_path, inputs, weights_file, capsys):
+    if any(device.platform == "gpu" for device in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--device", "gpu")) == 2
+    assert "--device gpu" in _one_error_line(capsys.readouterr().err)
+
+
+def test_device_cpu_selects_the_cpu_platform():
+    before = jax.config.jax_platforms
+    try:
+        assert cli.select_device("cpu").platform == "cpu"
+        assert jax.config.jax_platforms == "cpu"
+    finally:
+        jax.config.update("jax_platforms", before)
+    assert cli.select_device(None) is None
+
+
+# --------------------------------------------------------------------------- end to end, in a fresh process
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing content", "zero iterations", "output is the content", "missing weights"],
+)
+def test_subprocess_exit_2_without_traceback(case, tmp_path, inputs):
+    out = tmp_path / "out.png"
+    argv = {
+        "missing content": [str(tmp_path / "nope.png"), str(inputs["style"]), "-o", str(out)],
+        "zero iterations": [str(inputs["content"]), str(inputs["style"]), "-o", str(out), "--iterations", "0"],
+        "output is the content": [str(inputs["content"]), str(inputs["style"]), "-o", str(inputs["content"])],
+        "missing weights": [str(inputs["content"]), str(inputs["style"]), "-o", str(out),
+                            "--weights", str(tmp_path / "vgg19.h5")],
+    }[case]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    process = subprocess.run(
+        [sys.executable, "-m", "nst_jax", *argv, "--quiet"], capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+    )
+    assert process.returncode == 2, process.stderr
+    line = _one_error_line(process.stderr)
+    if case == "missing weights":
+        assert f"python -m convert_weights -o {tmp_path / 'vgg19.h5'}" in line
+    assert not out.exists()
