@@ -39,10 +39,15 @@ def import_jaxopt() -> Any:
 
 
 class Solver(NamedTuple):
-    """``init(x, inputs) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``."""
+    """``init(x, inputs) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``.
+
+    ``terms_at_start``: the terms a step returns are those of the iterate it started from (Adam), not of the
+    iterate it produced (L-BFGS).
+    """
 
     init: Callable[[jax.Array, LossInputs], Any]
     step: Callable[[jax.Array, Any, LossInputs], tuple[jax.Array, Any, LossTerms, jax.Array]]
+    terms_at_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +114,7 @@ def _adam(loss_fn: LossFn, spec: SolverSpec) -> Solver:
         updates, state = optimizer.update(grad, state, x)
         return optax.apply_updates(x, updates), state, terms, jnp.asarray(1, jnp.int32)
 
-    return Solver(init=lambda x, inputs: optimizer.init(x), step=step)
+    return Solver(init=lambda x, inputs: optimizer.init(x), step=step, terms_at_start=True)
 
 
 def _with_aux(terms: LossTerms) -> tuple[jax.Array, LossTerms]:
@@ -164,8 +169,9 @@ def run_chunk(
 ) -> ChunkOutput:
     """Up to ``num_steps`` (<= ``capacity``) solver steps in a ``lax.while_loop``.
 
-    A member whose step turns non-finite keeps its last finite iterate and state from then on; the loop ends
-    early once every member has failed. With ``batched``, ``x`` and the records have a leading batch axis.
+    A member whose step turns non-finite keeps its last finite iterate and state from then on (for a solver
+    whose terms are those of the step's starting point, the iterate before it); the loop ends early once every
+    member has failed. With ``batched``, ``x`` and the records have a leading batch axis.
     """
     members = (x.shape[0],) if batched else ()
     history = LossTerms(*(jnp.full((capacity,) + members, jnp.nan, jnp.float32) for _ in LossTerms._fields))
@@ -177,16 +183,18 @@ def run_chunk(
         return (step < num_steps) & jnp.any(finite)
 
     def body(carry: tuple) -> tuple:
-        step, x, state, history, evaluations, finite = carry
-        new_x, new_state, terms, used = solver.step(x, state, inputs)
-        finite = finite & jnp.isfinite(terms.total) & jnp.all(jnp.isfinite(new_x), axis=image_axes)
-        x, state = _where(finite, (new_x, new_state), (x, state))
+        step, current, previous, history, evaluations, finite = carry
+        new_x, new_state, terms, used = solver.step(*current, inputs)
+        ok = finite & jnp.isfinite(terms.total) & jnp.all(jnp.isfinite(new_x), axis=image_axes)
+        kept = previous if solver.terms_at_start else current
+        current, previous = _where(ok, (new_x, new_state), kept), _where(ok, current, kept)
         history = LossTerms(*(h.at[step].set(t) for h, t in zip(history, terms)))
         evaluations = evaluations.at[step].set(used)
-        return step + jnp.any(finite).astype(step.dtype), x, state, history, evaluations, finite
+        return step + jnp.any(ok).astype(step.dtype), current, previous, history, evaluations, ok
 
-    carry = (jnp.asarray(0, jnp.int32), x, state, history, evaluations, jnp.ones(members, bool))
-    steps, x, state, history, evaluations, finite = jax.lax.while_loop(cond, body, carry)
+    start = (x, state)
+    carry = (jnp.asarray(0, jnp.int32), start, start, history, evaluations, jnp.ones(members, bool))
+    steps, (x, state), _, history, evaluations, finite = jax.lax.while_loop(cond, body, carry)
     return ChunkOutput(x, state, history, evaluations, steps, finite)
 
 
@@ -207,6 +215,7 @@ def batch_solver(solver: Solver, input_axes: Any) -> Solver:
     return Solver(
         init=jax.vmap(solver.init, in_axes=(0, input_axes)),
         step=jax.vmap(solver.step, in_axes=(0, 0, input_axes)),
+        terms_at_start=solver.terms_at_start,
     )
 
 

@@ -72,6 +72,8 @@ def test_non_finite_loss_stops_and_keeps_last_finite_image():
     assert run.iterations < 50
     assert np.all(np.isfinite(np.asarray(run.image)))
     assert np.all(np.isfinite(run.history.total))
+    # Adam records the loss of each step's starting point: the kept image is the last one whose loss was finite.
+    assert np.isfinite(float(quadratic(run.image, INPUTS).total))
 
 
 def test_interrupt_returns_the_last_chunk():
