@@ -33,8 +33,8 @@ class StyleConfig:
     """Optimizer iterations."""
     optimizer: str = "lbfgs"
     """``lbfgs`` (the paper's), ``lbfgsb`` (L-BFGS-B keeping pixels in [0, 1]) or ``adam``."""
-    lbfgs_backend: str = "jaxopt"
-    """Implementation of ``lbfgs``: ``jaxopt`` (zoom line search) or ``optax`` (optax.lbfgs)."""
+    lbfgs_backend: str = "optax"
+    """Implementation of ``lbfgs``: ``optax`` (optax.lbfgs; faster, see benchmarks/NOTES.md) or ``jaxopt``."""
     history_size: int = 10
     """L-BFGS memory: number of past (step, gradient change) pairs (SciPy's, jaxopt's and optax's default)."""
     learning_rate: float = 0.02

@@ -55,9 +55,15 @@ class SolverSpec:
     """The static choices that define a solver (hashable: compiled functions are cached on it)."""
 
     optimizer: str = "lbfgs"
-    lbfgs_backend: str = "jaxopt"
+    lbfgs_backend: str = "optax"
     history_size: int = 10
     learning_rate: float = 0.02
+
+
+# jaxopt starts its first line search at max_stepsize and never goes past it. Its default, 1.0, stalls L-BFGS
+# on the normalized loss, whose gradients are tiny: the first, steepest-descent step must be far longer
+# (torch's strong-Wolfe search extrapolates without a cap). Measured in benchmarks/NOTES.md.
+JAXOPT_MAX_STEPSIZE = 1e6
 
 
 def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
@@ -78,7 +84,8 @@ def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
         update = lambda x, state, inputs: solver.update(x, state, bounds(x), inputs)  # noqa: E731
     else:
         solver = jaxopt.LBFGS(
-            fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30, linesearch="zoom"
+            fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30, linesearch="zoom",
+            max_stepsize=JAXOPT_MAX_STEPSIZE,
         )
         init, update = solver.init_state, solver.update
 

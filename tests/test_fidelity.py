@@ -1,0 +1,140 @@
+"""nst_jax and the PyTorch baseline (benchmarks.torch_baseline) compute the same style transfer.
+
+Both sides get the same random VGG19 (the session fixtures), the same content/style images and the same
+initial image. The losses must agree layer by layer at the initial image, Adam must follow the same trajectory,
+and L-BFGS (whose line searches differ between jaxopt, optax and PyTorch) must reach the same loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import torch_baseline
+from nst_jax.config import StyleConfig
+from nst_jax.losses import content_loss, style_layer_loss
+from nst_jax.transfer import initial_image, prepare_images, stylize, targets_for
+from nst_jax.vgg import extract_features
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SIZE = 48  # longest side; the example content image becomes 48x32
+LAYER_RTOL = 1e-5
+ADAM_LOSS_RTOL = 5e-3
+ADAM_MIN_PSNR = 40.0
+LBFGS_LOSS_RTOL = 5e-2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def full_float32():
+    """Both sides in full float32: on a GPU, JAX and cuDNN would otherwise use TF32 (about 1e-3 relative)."""
+    import torch
+
+    allowed = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    with jax.default_matmul_precision("highest"):
+        yield
+    torch.backends.cudnn.allow_tf32 = allowed
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0, 1] (inf when equal)."""
+    mse = float(np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def relative_difference(ours: float, reference: float) -> float:
+    """|ours - reference| / |reference|."""
+    return abs(ours - reference) / abs(reference)
+
+
+@pytest.fixture(scope="module")
+def torch_model(vgg_weights):
+    """The baseline's VGG19, loaded from the same nst_jax weights."""
+    torch_baseline.configure_threads()
+    return torch_baseline.load_torch_vgg(vgg_weights, "avg")
+
+
+def images(config: StyleConfig) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Content, styles and initial image for ``config``, from the repository's example images."""
+    content, styles = prepare_images(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", config)
+    return content, styles, initial_image(config, content, styles)
+
+
+def jax_layer_losses(weights, image: np.ndarray, content, styles, config: StyleConfig) -> dict[str, float]:
+    """nst_jax's unweighted per-layer losses at ``image``, keyed as the baseline keys them."""
+    targets = targets_for(weights, content, styles, config)
+    layers = tuple(dict.fromkeys(config.content_layers + config.style_layers))
+    features = jax.jit(extract_features, static_argnames=("layers", "pooling"))(weights, image, layers=layers)
+    form = config.loss_form
+    values = {f"content/{l}": content_loss(features[l], targets.content[l], form=form) for l in config.content_layers}
+    values |= {
+        f"style/{l}": style_layer_loss(features[l], targets.style_grams[l], form=form) for l in config.style_layers
+    }
+    return {name: float(value) for name, value in values.items()}
+
+
+@pytest.mark.parametrize("form", ["normalized", "paper"])
+def test_per_layer_losses_match_at_the_initial_image(vgg_weights, torch_model, form):
+    config = StyleConfig(image_size=SIZE, init="noise", loss_form=form)
+    content, styles, init = images(config)
+    ours = jax_layer_losses(vgg_weights, init, content, styles, config)
+    targets = torch_baseline.compute_targets(
+        torch_model, torch_baseline.to_tensor(content), [torch_baseline.to_tensor(s) for s in styles], config
+    )
+    reference = torch_baseline.layer_losses(torch_model, torch_baseline.to_tensor(init), targets, config)
+    assert set(ours) == set(reference) and len(ours) == 6
+    assert all(value > 0 for value in reference.values())
+    errors = {name: relative_difference(ours[name], reference[name]) for name in reference}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= LAYER_RTOL, f"{worst}: {ours[worst]} vs {reference[worst]} ({errors[worst]:.1e})"
+
+
+@pytest.mark.parametrize("form", ["normalized", "paper"])
+def test_total_loss_matches_at_the_initial_image(vgg_weights, torch_model, form):
+    config = StyleConfig(image_size=SIZE, init="noise", loss_form=form, tv_weight=1e-3, iterations=1,
+                         optimizer="adam")
+    content, styles, init = images(config)
+    ours = stylize(content, styles, weights=vgg_weights, config=config).losses
+    reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config).losses
+    for name in ("total", "content", "style", "tv"):
+        got, want = float(getattr(ours, name)[0]), float(getattr(reference, name)[0])
+        assert relative_difference(got, want) <= LAYER_RTOL, f"{name}: {got} vs {want}"
+
+
+def test_adam_follows_the_same_trajectory(vgg_weights, torch_model):
+    config = StyleConfig(image_size=SIZE, iterations=30, optimizer="adam", init="content")
+    content, styles, init = images(config)
+    ours = stylize(content, styles, weights=vgg_weights, config=config)
+    reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config)
+    assert ours.iterations == reference.iterations == 30
+    for name in ("total", "content", "style"):
+        got, want = getattr(ours.final_losses, name), getattr(reference.final_losses, name)
+        assert relative_difference(got, want) <= ADAM_LOSS_RTOL, f"final {name}: {got} vs {want}"
+    assert psnr(ours.image, reference.image) >= ADAM_MIN_PSNR
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            "jaxopt",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="jaxopt.LBFGS's zoom line search fails often on this loss: after 30 iterations it ends ~8 % "
+                "above PyTorch (optax and PyTorch agree to 2 %); see benchmarks/NOTES.md",
+            ),
+        ),
+        "optax",
+    ],
+)
+def test_lbfgs_reaches_the_same_loss(vgg_weights, torch_model, backend):
+    config = StyleConfig(image_size=SIZE, iterations=30, optimizer="lbfgs", lbfgs_backend=backend, init="content")
+    content, styles, init = images(config)
+    ours = stylize(content, styles, weights=vgg_weights, config=config)
+    reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config)
+    assert ours.iterations == reference.iterations == 30
+    got, want = ours.final_losses.total, reference.final_losses.total
+    assert relative_difference(got, want) <= LBFGS_LOSS_RTOL, f"final total {got} vs {want}"
