@@ -1,5 +1,6 @@
 """nst_jax: neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) in JAX/Flax."""
 
+from nst_jax.color import luminance_transfer, match_color, rgb_to_yiq, yiq_to_rgb
 from nst_jax.config import StyleConfig
 from nst_jax.image_io import ImageError, load_image, save_image
 from nst_jax.losses import (
@@ -12,6 +13,7 @@ from nst_jax.losses import (
     total_variation_loss,
 )
 from nst_jax.optimize import Progress
+from nst_jax.reconstruct import Reconstruction, reconstruct_content, reconstruct_style
 from nst_jax.transfer import StyleResult, stylize
 from nst_jax.vgg import CONV_LAYERS, LAYER_NAMES, VGG19Features, extract_features, min_input_size
 from nst_jax.weights import (
@@ -30,6 +32,7 @@ __all__ = [
     "LossTerms",
     "Progress",
     "RandomWeightsWarning",
+    "Reconstruction",
     "StyleConfig",
     "StyleResult",
     "VGG19Features",
@@ -42,11 +45,17 @@ __all__ = [
     "gram_matrix",
     "load_image",
     "load_weights",
+    "luminance_transfer",
     "make_loss_fn",
+    "match_color",
     "min_input_size",
+    "reconstruct_content",
+    "reconstruct_style",
+    "rgb_to_yiq",
     "save_image",
     "style_layer_loss",
     "style_loss",
     "stylize",
     "total_variation_loss",
+    "yiq_to_rgb",
 ]

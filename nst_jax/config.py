@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from nst_jax.vgg import POOLINGS, validate_layers
 OPTIMIZERS: tuple[str, ...] = ("lbfgs", "lbfgsb", "adam")
 LBFGS_BACKENDS: tuple[str, ...] = ("jaxopt", "optax")
 INITS: tuple[str, ...] = ("noise", "content", "style")
+PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 
 # Default style weight per loss form: see nst_jax.losses for why these balance content and style.
 DEFAULT_STYLE_WEIGHT: dict[str, float] = {"normalized": 1e6, "paper": 1e3}
@@ -65,6 +67,13 @@ class StyleConfig:
     """Seed of the noise initialization."""
     chunk_size: int = 20
     """Iterations per compiled call; the loop returns to Python only between chunks (progress, snapshots)."""
+    preserve_color: str | None = None
+    """Keep the content's colours (Gatys et al. 2017): ``luminance`` (style transfer on luminance only, then the
+    content's chrominance), ``histogram`` (style recoloured to the content's colour mean and covariance first),
+    or None (the style's colours, as in the 2016 paper)."""
+    scales: tuple[int, ...] | None = None
+    """Coarse-to-fine sizes (longest side, increasing, ending at ``image_size``): ``iterations`` at each, each
+    result upsampled to start the next; None optimizes at ``image_size`` only."""
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -99,6 +108,11 @@ class StyleConfig:
                 raise ValueError("style blend weights must be non-negative with a positive sum")
         if not isinstance(self.init, str) or not self.init:
             raise ValueError("init must be 'noise', 'content', 'style' or an image path")
+        if self.preserve_color is not None and self.preserve_color not in PRESERVE_COLORS:
+            raise ValueError(
+                f"preserve_color must be one of {', '.join(PRESERVE_COLORS)} or None; got {self.preserve_color!r}"
+            )
+        set_("scales", _scales(self.scales, self.image_size))
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         """Raise ``ValueError`` unless the field ``name`` is one of ``choices``."""
@@ -121,6 +135,25 @@ class StyleConfig:
             for field in dataclasses.fields(self)
             for value in [getattr(self, field.name)]
         }
+
+
+def _scales(scales: Sequence[int] | None, image_size: int) -> tuple[int, ...] | None:
+    """``scales`` as a tuple, raising ``ValueError`` unless increasing positive integers ending at ``image_size``."""
+    if scales is None:
+        return None
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
+        raise ValueError(f"scales must be a sequence of sizes in pixels, got {scales!r}")
+    if not scales or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in scales):
+        raise ValueError(f"scales must be positive integers, got {list(scales)}")
+    scales = tuple(int(s) for s in scales)
+    if any(later <= earlier for earlier, later in zip(scales, scales[1:])):
+        raise ValueError(f"scales must be increasing, got {list(scales)}")
+    if scales[-1] != image_size:
+        raise ValueError(
+            f"scales must end at image_size (the output size, {image_size}), got {list(scales)}: "
+            f"set image_size to {scales[-1]} or end the scales at {image_size}"
+        )
+    return scales
 
 
 def _finite(value: Any) -> bool:

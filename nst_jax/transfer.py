@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from nst_jax import image_io
+from nst_jax import color, image_io
 from nst_jax.config import StyleConfig
 from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets, compute_targets, make_loss_fn
 from nst_jax.optimize import Optimization, Progress, SolverSpec, compile_solver, minimize
@@ -39,6 +39,8 @@ class StyleResult:
     evaluations: np.ndarray
     dispatches: int
     elapsed: float
+    scale_iterations: tuple[int, ...] = ()
+    """Iterations completed at each scale of a coarse-to-fine run (``config.scales``); empty for one scale."""
 
     @property
     def iterations(self) -> int:
@@ -81,11 +83,12 @@ def content_shape(content: np.ndarray, image_size: int) -> tuple[int, int]:
 
 
 def prepare_images(
-    content: ImageLike, style: ImageLike | Sequence[ImageLike], config: StyleConfig
+    content: ImageLike, style: ImageLike | Sequence[ImageLike], config: StyleConfig, *, size: int | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Content resized to ``image_size`` (longest side); each style image to the content size times ``style_scale``."""
+    """Content resized to ``size`` (default ``image_size``; longest side); each style image to the content size
+    times ``style_scale``."""
     content_image = image_io.load_image(content)
-    height, width = content_shape(content_image, config.image_size)
+    height, width = content_shape(content_image, config.image_size if size is None else size)
     content_image = image_io.resize_image(content_image, height, width)
     style_height = max(1, round(height * config.style_scale))
     style_width = max(1, round(width * config.style_scale))
@@ -94,6 +97,30 @@ def prepare_images(
     for index, image in enumerate(styles):
         check_size(image, config, f"style image {index + 1}", style_only=True)
     return content_image, styles
+
+
+def color_inputs(
+    content: np.ndarray, styles: Sequence[np.ndarray], preserve_color: str | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The content and style images the optimization sees under ``preserve_color`` (Gatys et al. 2017, sec. 5).
+
+    None: unchanged. ``histogram``: each style recoloured to the content's colour mean and covariance
+    (``color.match_color``), then clipped to [0, 1]. ``luminance``: grey images of the content's luminance and of
+    each style's luminance matched to the content's in mean and standard deviation, clipped to [0, 1].
+    """
+    if preserve_color is None:
+        return content, list(styles)
+    if preserve_color == "histogram":
+        return content, [_unit(color.match_color(image, content)) for image in styles]
+    if preserve_color == "luminance":
+        grey_content = _unit(color.gray(color.luminance(content)))
+        return grey_content, [_unit(color.gray(color.match_luminance(image, content))) for image in styles]
+    raise ValueError(f"preserve_color must be one of luminance, histogram or None; got {preserve_color!r}")
+
+
+def _unit(image: np.ndarray) -> np.ndarray:
+    """``image`` clipped to [0, 1] as float32."""
+    return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
 
 
 def check_size(image: np.ndarray, config: StyleConfig, what: str, *, style_only: bool = False) -> None:
@@ -190,32 +217,84 @@ def stylize(
     config: StyleConfig = StyleConfig(),
     callback: Callable[[Progress], None] | None = None,
 ) -> StyleResult:
-    """Render ``content`` in the style of ``style`` (one image or a list, blended) by Gatys et al.'s method."""
+    """Render ``content`` in the style of ``style`` (one image or a list, blended) by Gatys et al.'s method.
+
+    ``config.scales``: coarse to fine, ``config.iterations`` at each size, each result upsampled (Lanczos) to
+    start the next; every size is checked before any optimization. The result's ``losses`` and ``evaluations``
+    concatenate the scales' (``scale_iterations`` says how many records came from each); its ``final_losses``
+    are those at the last scale run. A run that stops early (non-finite, interrupted) skips the remaining scales
+    and its image is upsampled to the output size. ``callback`` sees iterations counted over all scales.
+
+    ``config.preserve_color`` (see ``color_inputs``): with ``luminance`` the optimized image is grey (its losses
+    are the result's), and the returned image is its luminance with the content's chrominance (``color.
+    luminance_transfer``), clipped to [0, 1].
+    """
     weights = resolve_weights(weights)
-    content_image, styles = prepare_images(content, style, config)
-    targets = targets_for(weights, content_image, styles, config)
-    inputs = LossInputs(weights.params, targets, loss_weights_for(config))
-    x0 = initial_image(config, content_image, styles)
-    loss_fn = loss_fn_for(config)
-    run = minimize(
-        loss_fn, x0, inputs, spec=solver_spec_for(config), iterations=config.iterations,
-        chunk_size=config.chunk_size, callback=callback,
+    content_image = image_io.load_image(content)
+    style_images = [image_io.load_image(image) for image in _as_list(style)]
+    sizes = config.scales or (config.image_size,)
+    stages = [prepare_images(content_image, style_images, config, size=size) for size in sizes]
+    total = config.iterations * len(sizes)
+    runs: list[Optimization] = []
+    for stage_content, stage_styles in stages:
+        seen_content, seen_styles = color_inputs(stage_content, stage_styles, config.preserve_color)
+        targets = targets_for(weights, seen_content, seen_styles, config)
+        inputs = LossInputs(weights.params, targets, loss_weights_for(config))
+        if runs:
+            x0 = image_io.resize_image(np.asarray(runs[-1].image, np.float32), *stage_content.shape[:2])
+        else:
+            x0 = initial_image(config, seen_content, seen_styles)
+        done = sum(run.iterations for run in runs)
+        elapsed = sum(run.elapsed for run in runs)
+        runs.append(
+            minimize(
+                loss_fn_for(config), x0, inputs, spec=solver_spec_for(config), iterations=config.iterations,
+                chunk_size=config.chunk_size, callback=_counting_all_scales(callback, done, total, elapsed),
+            )
+        )
+        if runs[-1].status != "completed":
+            break
+    return _result(runs, inputs, config, weights, stages[-1][0])
+
+
+def _counting_all_scales(
+    callback: Callable[[Progress], None] | None, done: int, total: int, elapsed: float
+) -> Callable[[Progress], None] | None:
+    """``callback`` receiving progress counted over every scale: ``done`` iterations and ``elapsed`` s before."""
+    if callback is None:
+        return None
+    return lambda progress: callback(
+        dataclasses.replace(
+            progress, iteration=done + progress.iteration, iterations=total, elapsed=elapsed + progress.elapsed
+        )
     )
-    return _result(run, inputs, config, weights)
 
 
-def _result(run: Optimization, inputs: LossInputs, config: StyleConfig, weights: VGGWeights) -> StyleResult:
-    """Package an optimization as a ``StyleResult`` (image clipped to [0, 1], final losses evaluated once)."""
+def _result(
+    runs: Sequence[Optimization], inputs: LossInputs, config: StyleConfig, weights: VGGWeights, content: np.ndarray
+) -> StyleResult:
+    """Package the optimizations of each scale as a ``StyleResult`` at the size of ``content`` (the output's).
+
+    The last run's image is upsampled if it stopped before the last scale, recoloured under ``luminance``, and
+    clipped to [0, 1]; the final losses are evaluated once, at the last run's iterate and ``inputs``.
+    """
+    run = runs[-1]
     final = compile_solver(loss_fn_for(config), solver_spec_for(config)).terms(run.image, inputs)
+    image = np.clip(np.asarray(run.image, np.float32), 0.0, 1.0)
+    if image.shape != content.shape:
+        image = image_io.resize_image(image, *content.shape[:2])
+    if config.preserve_color == "luminance":
+        image = np.clip(color.luminance_transfer(image, content), 0.0, 1.0)
     return StyleResult(
-        image=np.clip(np.asarray(run.image, np.float32), 0.0, 1.0),
-        losses=run.history,
+        image=image,
+        losses=LossTerms(*(np.concatenate(records) for records in zip(*(r.history for r in runs)))),
         config=config,
         final_losses=LossTerms(*(float(t) for t in final)),
         status=run.status,
         weights_checksum=weights.checksum,
         weights_pretrained=weights.pretrained,
-        evaluations=run.evaluations,
-        dispatches=run.dispatches,
-        elapsed=run.elapsed,
+        evaluations=np.concatenate([r.evaluations for r in runs]),
+        dispatches=sum(r.dispatches for r in runs),
+        elapsed=sum(r.elapsed for r in runs),
+        scale_iterations=tuple(r.iterations for r in runs) if config.scales is not None else (),
     )
