@@ -1,4 +1,4 @@
-"""``python -m nst_jax CONTENT STYLE [STYLE ...] -o OUT``: neural style transfer from the command line."""
+"""``python -m nst_jax``: neural style transfer from the command line (one image, a weight sweep, or ``--batch``)."""
 
 from nst_jax.cli import main
 

@@ -1,4 +1,11 @@
-"""Command line: ``nst-jax CONTENT STYLE [STYLE ...] -o OUT`` (also ``python -m nst_jax``).
+"""Command line (also ``python -m nst_jax``), in three forms:
+
+* ``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image.
+* the same with a comma list in ``--style-weight``, ``--content-weight`` or ``--tv-weight``: a weight sweep, run as
+  one batched ``stylize_sweep``; each member goes to OUT's name + a suffix per swept weight (``out_sw1e+03.png``),
+  and a contact sheet labelled with each member's alpha/beta to OUT's name + ``_grid.png``.
+* ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images with ``stylize_batch``, each to
+  ``OUTDIR/<content name>.png``; unreadable contents are skipped, finished ones are not redone.
 
 Every style option's default comes from ``StyleConfig()``. Known user errors (bad images, paths, options,
 missing weights) are one ``nst-jax: error: ...`` line and exit code 2, found before any slow work; anything
@@ -12,6 +19,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import glob
 import json
 import math
 import os
@@ -28,10 +36,12 @@ import numpy as np
 from tqdm import tqdm
 
 from nst_jax import image_io
-from nst_jax.config import DEFAULT_STYLE_WEIGHT, INITS, LBFGS_BACKENDS, OPTIMIZERS, StyleConfig
+from nst_jax.config import DEFAULT_STYLE_WEIGHT, INITS, LBFGS_BACKENDS, OPTIMIZERS, PRESERVE_COLORS, StyleConfig
+from nst_jax.contact_sheet import contact_sheet
 from nst_jax.losses import LOSS_FORMS
 from nst_jax.optimize import Progress
-from nst_jax.transfer import StyleResult, prepare_images, stylize
+from nst_jax.sweep import BatchItem, BatchPlan, gather, stylize_batch, stylize_sweep
+from nst_jax.transfer import StyleResult, check_size, content_shape, prepare_images, stylize
 from nst_jax.vgg import POOLINGS
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
 
@@ -39,6 +49,40 @@ PROG = "nst-jax"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEVICES: tuple[str, ...] = ("cpu", "gpu")
 _DEFAULTS = StyleConfig()
+# The weights a comma list sweeps, and the tag of each in the members' file names (out_sw1e+03.png).
+WEIGHT_TAGS: dict[str, str] = {"style_weight": "sw", "content_weight": "cw", "tv_weight": "tv"}
+# Content images --batch takes from a folder (compared case-insensitively).
+BATCH_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+BATCH_FORMATS: tuple[str, ...] = ("png", "jpg")
+USAGE = (
+    "%(prog)s [options] CONTENT STYLE [STYLE ...] -o OUT\n"
+    "       %(prog)s [options] --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR"
+)
+EPILOG = """\
+weight sweeps:
+  A comma list in --style-weight, --content-weight or --tv-weight (e.g. --style-weight 1e2,1e3,1e4,1e5) runs
+  one batched optimization with one member per value. Lists in several of these options are paired member
+  by member, not crossed: they need equal lengths (a single value applies to every member), so
+  --content-weight 1,10 --style-weight 1e3,1e4 runs the two weightings (1, 1e3) and (10, 1e4).
+  Each member goes to OUT's name + a tag per swept weight (_sw style, _cw content, _tv TV, the value as %.0e,
+  with more digits only where needed to tell values apart): -o out.png --style-weight 1e3,1e4 writes
+  out_sw1e+03.png and out_sw1e+04.png (not out.png), their snapshots (--save-every) out_sw1e+03_iterN.png,
+  and a contact sheet out_grid.png (always PNG) labelling each image with its alpha/beta (content weight /
+  style weight) and, when swept, its TV weight. The paper's figure of relative weightings spans
+  alpha/beta = 1e-4 to 1e-1 (--loss-form paper); with normalized losses the default is 1e-6.
+  A member whose loss turns NaN/inf is not written (its tile is marked; exit 1).
+
+many content images:
+  --batch DIR_OR_GLOB takes the image files directly in folder DIR (suffixes {suffixes},
+  any case), or the files a glob pattern matches (quote it: --batch 'photos/*.jpg'), in name order, and
+  writes OUTDIR/<content name>.png (see --batch-format). OUTDIR is created if its parent folder exists.
+  Same-size contents run as one batch. An unreadable content is skipped with a warning; contents whose
+  output already exists are skipped (so an interrupted run resumes) unless --overwrite. Exit 0 if at least
+  one image was written, 1 if none.
+
+exit codes: 0 done, 1 the loss became NaN/inf (last finite image saved; a sweep: that member not written) or
+nothing could be written, 2 bad input, 130 interrupted (current image saved; --batch: finished images kept).
+""".replace("{suffixes}", " ".join(BATCH_SUFFIXES))
 
 
 class UsageError(Exception):
@@ -59,6 +103,22 @@ def _numbers(text: str) -> tuple[float, ...]:
         return tuple(float(value) for value in text.split(",") if value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,0.5; got {text!r}") from None
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    """A loss weight, or a comma-separated list of them (a sweep); at least one number."""
+    values = _numbers(text)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers such as 1e3,1e4; got {text!r}")
+    return values
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """A comma-separated list of sizes in pixels."""
+    try:
+        return tuple(int(value) for value in text.split(",") if value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes in pixels such as 256,512; got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -95,14 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; style options and their defaults mirror ``StyleConfig``."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        usage=USAGE,
         description="Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) in JAX: render CONTENT in the "
-        "style of one or more STYLE images.",
-        epilog="Exit codes: 0 done, 1 the loss became NaN/inf (last finite image saved), 2 bad input, "
-        "130 interrupted (current image saved).",
+        "style of one or more STYLE images; sweep the loss weights in one batched run; or stylize a folder "
+        "of content images with --batch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("content", type=Path, metavar="CONTENT", help="content image")
+    # CONTENT is optional for argparse only: with --batch every positional is a STYLE (``style_paths``).
+    parser.add_argument("content", type=Path, nargs="?", metavar="CONTENT", help="content image (not with --batch)")
     parser.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s); several are blended")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output image (.png, .jpg)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT",
+        help="output image (.png, .jpg); for a weight sweep the base of the members' names; with --batch the "
+        "output folder",
+    )
 
     style = parser.add_argument_group("style transfer")
     add = functools.partial(_add_style_option, style)
@@ -112,13 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("lbfgs_backend", "implementation of lbfgs", choices=LBFGS_BACKENDS)
     add("history_size", "L-BFGS memory: past steps kept", type=int, metavar="N")
     add("learning_rate", "Adam step size, in pixel units ([0, 1])", type=float, metavar="LR")
-    add("content_weight", "content weight (alpha)", type=float, metavar="W")
+    add("content_weight", "content weight (alpha); a comma list sweeps it", type=_weights, metavar="W[,W...]")
     add(
-        "style_weight", "style weight (beta)", type=float, metavar="W",
+        "style_weight", "style weight (beta); a comma list sweeps it", type=_weights, metavar="W[,W...]",
         default_text="the loss form's: "
         + ", ".join(f"{weight:.0e} {form}".replace("e+0", "e") for form, weight in DEFAULT_STYLE_WEIGHT.items()),
     )
-    add("tv_weight", "total-variation weight (the paper has none)", type=float, metavar="W")
+    add(
+        "tv_weight", "total-variation weight (the paper has none); a comma list sweeps it", type=_weights,
+        metavar="W[,W...]",
+    )
     add("loss_form", "normalized (weights independent of image size) or paper (its equations)", choices=LOSS_FORMS)
     add("content_layers", "comma-separated VGG19 layers of the content", type=_names, metavar="LAYERS")
     add("style_layers", "comma-separated VGG19 layers of the style", type=_names, metavar="LAYERS")
@@ -135,6 +205,29 @@ def build_parser() -> argparse.ArgumentParser:
     add("init", f"starting image: {', '.join(INITS)} or an image file", metavar="INIT")
     add("seed", "seed of the noise init", type=int, metavar="N")
     add("chunk_size", "iterations per compiled call (progress is reported between calls)", type=int, metavar="N")
+    add(
+        "preserve_color", "keep the content's colours (Gatys et al. 2017): luminance or histogram; one image only",
+        choices=PRESERVE_COLORS, default_text="off, the style's colours",
+    )
+    add(
+        "scales", "comma-separated coarse-to-fine sizes ending at --image-size, --iterations at each; one image only",
+        type=_sizes, metavar="PX,PX...", default_text="--image-size only",
+    )
+
+    batch = parser.add_argument_group("many content images")
+    batch.add_argument(
+        "--batch", default=None, metavar="DIR_OR_GLOB",
+        help="stylize every image file in folder DIR, or every file matching a glob pattern, into folder -o OUTDIR "
+        "(created if its parent exists); replaces CONTENT",
+    )
+    batch.add_argument(
+        "--batch-format", choices=BATCH_FORMATS, default=None,
+        help="file type of the --batch outputs (default: png)",
+    )
+    batch.add_argument(
+        "--overwrite", action="store_true",
+        help="with --batch, redo contents whose output exists (default: skip them, so a run can be resumed)",
+    )
 
     run = parser.add_argument_group("run and output")
     run.add_argument(
@@ -143,18 +236,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--save-every", type=_positive_int, default=None, metavar="N",
-        help="also save the image every N iterations as OUT's name + _iterN (default: never)",
+        help="also save the image every N iterations as OUT's name + _iterN (default: never; not with --batch)",
     )
-    run.add_argument("--log-json", type=Path, default=None, metavar="PATH", help="write config and losses as JSON")
+    run.add_argument(
+        "--log-json", type=Path, default=None, metavar="PATH",
+        help="write config and losses as JSON (a sweep or --batch: one record per image)",
+    )
     run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
     run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
     return parser
 
 
+def _single(value: Any) -> Any:
+    """A weight option's value for the config: the number itself, or the first of a list (a sweep's base)."""
+    return value[0] if isinstance(value, tuple) else value
+
+
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
     """The ``StyleConfig`` of parsed arguments (``UsageError`` naming the option if a value is invalid)."""
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(StyleConfig)}
+    values.update({field: _single(values[field]) for field in WEIGHT_TAGS})
     if args.save_every is not None:  # chunk boundaries must fall on every snapshot iteration
         values["chunk_size"] = math.gcd(values["chunk_size"], args.save_every)
     try:
@@ -169,12 +271,88 @@ def _with_flags(message: str) -> str:
     return re.sub(rf"\b({fields}) must\b", lambda match: f"{_flag(match.group(1))} must", message)
 
 
+def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tuple[float, ...]]:
+    """The swept weights: each weight option given several values, by field (``UsageError`` for bad values)."""
+    lists = {
+        field: tuple(float(value) + 0.0 for value in values)  # + 0.0: -0.0 -> 0.0
+        for field in WEIGHT_TAGS
+        for values in [getattr(args, field)]
+        if isinstance(values, tuple) and len(values) > 1
+    }
+    for field, values in lists.items():
+        for value in values:
+            try:
+                config.replace(**{field: value})
+            except ValueError as error:
+                raise UsageError(f"{_with_flags(str(error))} (in {_flag(field)} {_show(values)})") from None
+    if len({len(values) for values in lists.values()}) > 1:
+        counts = " and ".join(f"{_flag(field)} has {len(values)}" for field, values in lists.items())
+        raise UsageError(
+            f"weight lists are paired member by member, so they need equal lengths: {counts} values "
+            "(a single value applies to every member)"
+        )
+    members = list(zip(*lists.values()))
+    for index, member in enumerate(members):
+        if member in members[:index]:
+            raise UsageError(
+                f"{' / '.join(map(_flag, lists))}: members {members.index(member) + 1} and {index + 1} have the "
+                "same weights; give each member of a sweep different weights"
+            )
+    return lists
+
+
 # --------------------------------------------------------------------------- checks before any slow work
 
 
 def snapshot_path(output: Path, iteration: int) -> Path:
     """Where the snapshot at ``iteration`` goes: ``out.png`` -> ``out_iter50.png``."""
     return output.with_name(f"{output.stem}_iter{iteration}{output.suffix}")
+
+
+def distinct_format(values: Sequence[float]) -> list[str]:
+    """``values`` as ``%.Ne`` with the fewest digits N that keep different values apart (1000 -> ``1e+03``)."""
+    for digits in range(17):
+        texts = [f"{value:.{digits}e}" for value in values]
+        if len(set(texts)) == len(set(map(repr, values))):
+            return texts
+    return [repr(value) for value in values]
+
+
+def member_paths(output: Path, lists: dict[str, tuple[float, ...]]) -> list[Path]:
+    """Where each sweep member goes: OUT's name + a tag per swept weight (``out.png`` -> ``out_sw1e+03.png``)."""
+    texts = {field: distinct_format(values) for field, values in lists.items()}
+    size = len(next(iter(lists.values())))
+    return [
+        output.with_name(
+            output.stem + "".join(f"_{WEIGHT_TAGS[field]}{texts[field][i]}" for field in lists) + output.suffix
+        )
+        for i in range(size)
+    ]
+
+
+def grid_path(output: Path) -> Path:
+    """Where a sweep's contact sheet goes: ``out.jpg`` -> ``out_grid.png``."""
+    return output.with_name(f"{output.stem}_grid.png")
+
+
+def member_configs(config: StyleConfig, lists: dict[str, tuple[float, ...]]) -> list[StyleConfig]:
+    """The config of each sweep member (what ``stylize_sweep`` runs)."""
+    size = len(next(iter(lists.values())))
+    return [config.replace(**{field: values[i] for field, values in lists.items()}) for i in range(size)]
+
+
+def _alpha_over_beta(config: StyleConfig) -> float:
+    """content weight / style weight (inf for a zero style weight, NaN when both are zero)."""
+    alpha, beta = config.content_weight, config.resolved_style_weight
+    return alpha / beta if beta > 0 else (math.inf if alpha > 0 else math.nan)
+
+
+def member_labels(configs: Sequence[StyleConfig], *, with_tv: bool) -> list[str]:
+    """Each member's contact-sheet label: ``α/β = 1e-04``, and a ``TV = ...`` line when TV is swept."""
+    # Rounded to 12 digits: (10, 1e4) and (1, 1e3) are the same ratio even if the divisions differ in the last bit.
+    ratios = distinct_format([float(f"{_alpha_over_beta(config):.12e}") for config in configs])
+    tvs = distinct_format([config.tv_weight for config in configs])
+    return [f"α/β = {ratio}" + (f"\nTV = {tv}" if with_tv else "") for ratio, tv in zip(ratios, tvs)]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -196,14 +374,34 @@ def _check_directory(path: Path, what: str) -> None:
         raise UsageError(f"{what} '{path}' is a directory; give a file name")
 
 
+def _init_paths(init: str) -> list[Path]:
+    """The ``--init`` image, if it names one."""
+    return [Path(init)] if init not in INITS else []
+
+
+def style_paths(args: argparse.Namespace) -> list[Path]:
+    """The STYLE images; with ``--batch`` every positional is one (argparse may have taken the first as CONTENT)."""
+    if args.batch is not None and args.content is not None:
+        return [args.content, *args.styles]
+    return list(args.styles)
+
+
 def input_paths(args: argparse.Namespace) -> list[Path]:
-    """Every image file the run reads: content, styles and an ``--init`` image."""
-    paths = [args.content, *args.styles]
-    return paths + ([Path(args.init)] if args.init not in INITS else [])
+    """Every image file a single or sweep run reads: content, styles and an ``--init`` image."""
+    return [args.content, *args.styles, *_init_paths(args.init)]
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """``UsageError`` for an output or log that cannot be written or would overwrite an input."""
+def _check_log(args: argparse.Namespace, images: Sequence[Path]) -> None:
+    """``UsageError`` unless ``--log-json`` (if given) can be written and is none of ``images``."""
+    if args.log_json is None:
+        return
+    _check_directory(args.log_json, "--log-json")
+    if any(_same_file(args.log_json, path) for path in images):
+        raise UsageError(f"--log-json '{args.log_json}' is also an image of this run; choose another file")
+
+
+def check_outputs(args: argparse.Namespace, outputs: Sequence[Path]) -> None:
+    """``UsageError`` for an output (the image, or a sweep's files) or log that cannot be written or is an input."""
     output: Path = args.output
     if output.suffix.lower() not in image_io.SUPPORTED_SUFFIXES:
         raise UsageError(
@@ -212,14 +410,12 @@ def check_outputs(args: argparse.Namespace) -> None:
         )
     if args.bit_depth == 16 and output.suffix.lower() != ".png":
         raise UsageError(f"--bit-depth 16 needs a .png output, not '{output.suffix}'")
-    _check_directory(output, "output")
-    for path in input_paths(args):
-        if _same_file(output, path):
-            raise UsageError(f"output '{output}' is also an input image; choose another output file")
-    if args.log_json is not None:
-        _check_directory(args.log_json, "--log-json")
-        if any(_same_file(args.log_json, path) for path in [output, *input_paths(args)]):
-            raise UsageError(f"--log-json '{args.log_json}' is also an image of this run; choose another file")
+    for path in outputs:
+        _check_directory(path, "output")
+        for source in input_paths(args):
+            if _same_file(path, source):
+                raise UsageError(f"output '{path}' is also an input image; choose another output file")
+    _check_log(args, [*outputs, *input_paths(args)])
 
 
 def check_blend_weights(config: StyleConfig, styles: Sequence[Path]) -> None:
@@ -229,6 +425,33 @@ def check_blend_weights(config: StyleConfig, styles: Sequence[Path]) -> None:
         raise UsageError(
             f"--style-blend-weights has {len(weights)} value(s) for {len(styles)} style image(s); give one per style"
         )
+
+
+def check_mode(args: argparse.Namespace, lists: dict[str, tuple[float, ...]]) -> None:
+    """``UsageError`` for options that do not fit the form of the command (single, sweep or ``--batch``)."""
+    if args.batch is None:
+        if args.content is None:
+            raise UsageError("give a CONTENT image and at least one STYLE image (or --batch DIR_OR_GLOB STYLE ...)")
+        for flag, given in (("--batch-format", args.batch_format is not None), ("--overwrite", args.overwrite)):
+            if given:
+                raise UsageError(f"{flag} applies only with --batch")
+        return
+    if lists:
+        raise UsageError(
+            f"--batch takes one value of {', '.join(map(_flag, lists))}; sweep weights on one content image at a time"
+        )
+    if args.save_every is not None:
+        raise UsageError("--save-every is not supported with --batch (it saves only the finished images)")
+
+
+def check_single_only(args: argparse.Namespace, lists: dict[str, tuple[float, ...]]) -> None:
+    """``UsageError`` for options the batched runs (weight sweeps, ``--batch``) do not support."""
+    if args.batch is None and not lists:
+        return
+    form = "--batch" if args.batch is not None else "a weight sweep"
+    for field in ("preserve_color", "scales"):
+        if getattr(args, field) is not None:
+            raise UsageError(f"{_flag(field)} works for one image only, not with {form}")
 
 
 def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -276,6 +499,16 @@ def load_weights_loudly(path: Path | None) -> VGGWeights:
     return weights
 
 
+def _on_device(device: jax.Device | None) -> contextlib.AbstractContextManager:
+    """A context placing JAX computations on ``device`` (None: JAX's choice)."""
+    return jax.default_device(device) if device is not None else contextlib.nullcontext()
+
+
+def _progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
+    """The progress bar on stderr (disabled by --quiet)."""
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
 def _save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm) -> None:
     """Write one snapshot; a failure is a warning, not the end of the run."""
     try:
@@ -318,6 +551,12 @@ def log_record(result: StyleResult, output: Path, wall: float) -> dict[str, Any]
     }
 
 
+def _write_log(path: Path | None, record: dict[str, Any]) -> None:
+    """Write the ``--log-json`` record, if asked for."""
+    if path is not None:
+        path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def _report(result: StyleResult, output: Path, wall: float) -> int:
     """Print how the run ended and return its exit code."""
     iterations, total = result.iterations, result.config.iterations
@@ -339,17 +578,14 @@ def _report(result: StyleResult, output: Path, wall: float) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check everything cheap, then load weights, stylize, save and report; returns the exit code."""
-    start = time.perf_counter()
-    config = config_from_args(args)
-    check_blend_weights(config, args.styles)
-    check_outputs(args)
+def run_single(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
+    """One content image: check outputs, load, stylize, save and report; returns the exit code."""
+    check_outputs(args, [args.output])
     device = select_device(args.device)
     content, styles = load_inputs(args, config)
-    with jax.default_device(device) if device is not None else contextlib.nullcontext():
+    with _on_device(device):
         weights = load_weights_loudly(args.weights)
-        with tqdm(total=config.iterations, unit="it", file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
+        with _progress_bar(config.iterations * len(config.scales or (0,)), "it", args.quiet) as bar:
             callback = progress_callback(bar, args.output, args.save_every, args.bit_depth)
             result = stylize(content, styles, weights=weights, config=config, callback=callback)
     try:
@@ -358,15 +594,364 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     wall = time.perf_counter() - start
-    if args.log_json is not None:
-        args.log_json.write_text(json.dumps(log_record(result, args.output, wall), indent=1) + "\n")
+    _write_log(args.log_json, log_record(result, args.output, wall))
     return _report(result, args.output, wall)
+
+
+# --------------------------------------------------------------------------- weight sweeps
+
+
+def sweep_callbacks(
+    bar: tqdm, paths: Sequence[Path], save_every: int | None, bit_depth: int, iterations: int
+) -> tuple[Callable[[BatchPlan], None], Callable[[Progress], None]]:
+    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots.
+
+    A sweep too large for device memory runs as several sub-batches, each calling ``callback`` from iteration 1;
+    the bar then counts every sub-batch's iterations, and snapshots are off (a callback cannot tell which
+    members it sees).
+    """
+    state = {"offset": 0, "last": 0, "snapshots": save_every or 0}  # snapshots: every N iterations, 0 for never
+
+    def on_plan(plan: BatchPlan) -> None:
+        if not plan.split:
+            return
+        bar.total = iterations * plan.runs
+        bar.refresh()
+        if not bar.disable:
+            bar.write(f"{PROG}: {plan.describe()}", file=sys.stderr)
+        if state["snapshots"]:
+            bar.write(f"{PROG}: warning: --save-every: no snapshots, the sweep runs in {plan.runs} parts",
+                      file=sys.stderr)
+            state["snapshots"] = 0
+
+    def callback(progress: Progress) -> None:
+        if progress.iteration <= state["last"]:  # the next sub-batch started
+            state["offset"] += iterations
+        state["last"] = progress.iteration
+        totals = np.asarray(progress.terms.total, np.float64)
+        finite = totals[np.isfinite(totals)]
+        if finite.size:
+            bar.set_postfix(loss=f"{finite.min():.3g}..{finite.max():.3g}", refresh=False)
+        bar.update(state["offset"] + progress.iteration - bar.n)
+        if state["snapshots"] and progress.iteration % state["snapshots"] == 0:
+            images = gather(progress.image)
+            for path, image in zip(paths, images):  # padding members (beyond len(paths)) dropped
+                _save_snapshot(snapshot_path(path, progress.iteration), np.asarray(image, np.float32), bit_depth, bar)
+
+    return on_plan, callback
+
+
+def _one_line(label: str) -> str:
+    """A contact-sheet label on one line, for messages and logs."""
+    return label.replace("\n", ", ")
+
+
+def _sweep_columns(count: int) -> int:
+    """Contact-sheet columns: one row for up to 5 members (like the paper's figure), else about square."""
+    return count if count <= 5 else math.ceil(math.sqrt(count))
+
+
+def run_sweep(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float) -> int:
+    """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
+    paths, grid = member_paths(args.output, lists), grid_path(args.output)
+    configs = member_configs(config, lists)
+    check_outputs(args, [*paths, grid])
+    device = select_device(args.device)
+    content, styles = load_inputs(args, config)
+    with _on_device(device):
+        weights = load_weights_loudly(args.weights)
+        with _progress_bar(config.iterations, "it", args.quiet) as bar:
+            on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations)
+            results = stylize_sweep(
+                content, styles, config=config, weights=weights, callback=callback, on_plan=on_plan,
+                **{f"{field}s": values for field, values in lists.items()},
+            )
+    labels = member_labels(configs, with_tv="tv_weight" in lists)
+    written, diverged, code = [], [], EXIT_OK
+    for path, label, result in zip(paths, labels, results):
+        if result.status == "non-finite":
+            diverged.append(f"{path.name} ({_one_line(label)})")
+            continue
+        try:
+            result.save(path, bit_depth=args.bit_depth)
+            written.append(path)
+        except image_io.ImageError as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            code = EXIT_FAILED
+    tiles = [label + ("\n(NaN/inf: not written)" if result.status == "non-finite" else "")
+             for label, result in zip(labels, results)]
+    try:
+        if results:
+            sheet = contact_sheet([result.image for result in results], tiles, columns=_sweep_columns(len(results)))
+            image_io.save_image(grid, sheet)
+    except image_io.ImageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    wall = time.perf_counter() - start
+    _write_log(args.log_json, {
+        "sweep": {field: list(values) for field, values in lists.items()},
+        "members": [{**log_record(result, path, wall), "label": _one_line(label), "written": path in written}
+                    for path, label, result in zip(paths, labels, results)],
+        "contact_sheet": str(grid),
+        "wall_s": wall,
+    })
+    return _report_sweep(results, paths, written, diverged, grid, wall, code)
+
+
+def _report_sweep(
+    results: Sequence[StyleResult], paths: Sequence[Path], written: Sequence[Path], diverged: Sequence[str],
+    grid: Path, wall: float, code: int,
+) -> int:
+    """Print how a sweep ended and return its exit code."""
+    for path, result in zip(paths, results):
+        if path in written and result.status == "completed":
+            print(f"wrote {path}: {result.iterations} iterations, loss {result.final_losses.total:.6g}")
+    if any(result.status == "interrupted" for result in results):
+        iterations = min(result.iterations for result in results if result.status == "interrupted")
+        print(
+            f"{PROG}: interrupted at iteration {iterations} of {results[0].config.iterations}; saved the current "
+            f"images of {len(written)} of {len(paths)} weightings ({paths[0].parent}) and the contact sheet {grid}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if diverged:
+        print(
+            f"{PROG}: error: the loss became NaN or infinite for {len(diverged)} of {len(paths)} weightings, not "
+            f"written: {'; '.join(diverged)}. Lower --learning-rate (adam) or the loss weights, or try "
+            "--optimizer lbfgsb",
+            file=sys.stderr,
+        )
+        code = EXIT_FAILED
+    print(f"wrote {grid}: contact sheet of {len(results)} weightings, {wall:.1f} s")
+    return code
+
+
+# --------------------------------------------------------------------------- many content images
+
+
+def find_contents(pattern: str) -> list[Path]:
+    """``--batch``'s contents: the image files directly in folder ``pattern``, else the files it globs; sorted."""
+    folder = Path(pattern).expanduser()
+    if folder.is_dir():
+        candidates = [path for path in folder.iterdir() if path.suffix.lower() in BATCH_SUFFIXES]
+    else:
+        candidates = [Path(path) for path in glob.glob(os.path.expanduser(pattern), recursive=True)]
+    return sorted(path for path in candidates if path.is_file() and not path.name.startswith("."))
+
+
+def batch_outputs(contents: Sequence[Path], folder: Path, suffix: str) -> list[Path]:
+    """Where each content's image goes: ``folder/<content stem>.<suffix>`` (``UsageError`` if two collide)."""
+    outputs = [folder / f"{content.stem}.{suffix}" for content in contents]
+    seen: dict[Path, Path] = {}
+    for content, output in zip(contents, outputs):
+        if output in seen:
+            raise UsageError(
+                f"--batch: '{seen[output]}' and '{content}' would both be written to '{output}'; "
+                "rename one or move it elsewhere"
+            )
+        seen[output] = content
+    return outputs
+
+
+def _check_batch_folder(folder: Path) -> None:
+    """``UsageError`` unless the output folder exists and is writable, or can be created in an existing parent."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output folder '{folder}' is a file; with --batch, -o names a folder")
+    if not folder.exists() and folder.suffix.lower() in BATCH_SUFFIXES:
+        raise UsageError(f"output folder '{folder}' looks like an image file name; with --batch, -o names a folder")
+    existing = folder if folder.is_dir() else folder.parent
+    if not existing.is_dir():
+        raise UsageError(f"output folder '{folder}' cannot be created: '{existing}' does not exist")
+    if not os.access(existing, os.W_OK):
+        raise UsageError(f"output folder '{existing}' is not writable")
+
+
+def check_batch(
+    args: argparse.Namespace, contents: Sequence[Path], outputs: Sequence[Path], styles: Sequence[Path]
+) -> None:
+    """``UsageError`` for a ``--batch`` output folder, output or log that cannot be written or is an input."""
+    _check_batch_folder(args.output)
+    if args.bit_depth == 16 and args.batch_format == "jpg":
+        raise UsageError("--bit-depth 16 needs --batch-format png")
+    batch_folder = Path(args.batch).expanduser()
+    if batch_folder.is_dir() and _same_file(args.output, batch_folder):
+        raise UsageError(
+            f"output folder '{args.output}' is the --batch folder; its outputs would be read as contents next time"
+        )
+    inputs = [*contents, *styles, *_init_paths(args.init)]
+    for output in outputs:
+        if output.is_dir():
+            raise UsageError(f"output '{output}' is a directory")
+        for source in inputs:
+            if _same_file(output, source):
+                raise UsageError(f"output '{output}' would overwrite the input image '{source}'; choose another -o")
+    _check_log(args, [*outputs, *inputs])
+
+
+def check_batch_styles(config: StyleConfig, styles: Sequence[Path]) -> None:
+    """``UsageError`` unless every style (and an ``--init`` image) can be read."""
+    try:
+        for path in [*styles, *_init_paths(config.init)]:
+            image_io.load_image(path)
+    except image_io.ImageError as error:
+        raise UsageError(str(error)) from None
+
+
+def style_size_problems(contents: Sequence[Path], config: StyleConfig) -> dict[Path, str]:
+    """Contents whose styles, resized to their size times ``--style-scale``, would be too small, with the reason."""
+    problems: dict[Path, str] = {}
+    for content in contents:
+        try:
+            height, width = content_shape(np.empty(image_io.image_size(content) + (0,)), config.image_size)
+            check_size(np.empty((height, width, 0)), config, "content image")
+        except ValueError:
+            continue  # unreadable or too small: stylize_batch skips it with its own reason
+        style = np.empty((max(1, round(height * config.style_scale)), max(1, round(width * config.style_scale)), 0))
+        try:
+            check_size(style, config, "the style image", style_only=True)
+        except ValueError as error:
+            problems[content] = str(error)
+    return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one content image of ``--batch``: ``written``, ``skipped`` or ``interrupted``."""
+
+    content: Path
+    output: Path
+    outcome: str
+    reason: str | None = None
+    result: StyleResult | None = None
+
+
+def batch_saver(
+    bar: tqdm, outputs: dict[Path, Path], bit_depth: int, outcomes: list[BatchOutcome]
+) -> Callable[[BatchItem], None]:
+    """``stylize_batch``'s ``on_done``: save a finished image, warn about a skipped one, advance the bar."""
+
+    def skip(content: Path, reason: str, result: StyleResult | None = None) -> None:
+        bar.write(f"{PROG}: warning: skipping {content}: {reason}", file=sys.stderr)
+        outcomes.append(BatchOutcome(content, outputs[content], "skipped", reason, result))
+
+    def on_done(item: BatchItem) -> None:
+        content, result = item.source, item.result
+        bar.update(1)
+        if result is None:
+            skip(content, item.error or "unknown error")
+        elif result.status == "non-finite":
+            skip(content, f"the loss became NaN or infinite after {result.iterations} of "
+                          f"{result.config.iterations} iterations; not written", result)
+        elif result.status == "interrupted":  # not saved: a resumed run must redo it
+            outcomes.append(BatchOutcome(content, outputs[content], "interrupted", None, result))
+        else:
+            try:
+                result.save(outputs[content], bit_depth=bit_depth)
+            except image_io.ImageError as error:
+                skip(content, str(error), result)
+                return
+            outcomes.append(BatchOutcome(content, outputs[content], "written", None, result))
+
+    return on_done
+
+
+def batch_record(outcome: BatchOutcome, wall: float) -> dict[str, Any]:
+    """The ``--log-json`` record of one content image of ``--batch``."""
+    record = log_record(outcome.result, outcome.output, wall) if outcome.result is not None else {}
+    return {**record, "content": str(outcome.content), "output": str(outcome.output), "outcome": outcome.outcome,
+            "reason": outcome.reason}
+
+
+def run_many(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
+    """``--batch``: stylize every content image not yet written, grouped by size; returns the exit code."""
+    styles = style_paths(args)
+    check_blend_weights(config, styles)
+    contents = find_contents(args.batch)
+    if not contents:
+        raise UsageError(
+            f"--batch '{args.batch}' matches no image files (give a folder holding {', '.join(BATCH_SUFFIXES)} "
+            "files, or a glob pattern such as 'photos/*.jpg')"
+        )
+    outputs = batch_outputs(contents, args.output, args.batch_format or BATCH_FORMATS[0])
+    check_batch(args, contents, outputs, styles)
+    check_batch_styles(config, styles)
+    todo = {c: o for c, o in zip(contents, outputs) if args.overwrite or not o.exists()}
+    if len(todo) < len(contents):
+        print(f"{PROG}: skipping {len(contents) - len(todo)} already written in {args.output} "
+              "(--overwrite redoes them)", file=sys.stderr)
+    if not todo:
+        print(f"nothing to do: all {len(contents)} images are in {args.output}")
+        return EXIT_OK
+    device = select_device(args.device)
+    with _on_device(device):
+        weights = load_weights_loudly(args.weights)
+    try:
+        args.output.mkdir(exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create output folder '{args.output}': {error.strerror or error}") from None
+    outcomes: list[BatchOutcome] = []
+    interrupted = False
+    with _on_device(device), _progress_bar(len(todo), "img", args.quiet) as bar:
+        for content, reason in style_size_problems(list(todo), config).items():
+            bar.update(1)
+            bar.write(f"{PROG}: warning: skipping {content}: {reason}", file=sys.stderr)
+            outcomes.append(BatchOutcome(content, todo[content], "skipped", reason))
+        skipped = {outcome.content for outcome in outcomes}
+        on_done = batch_saver(bar, todo, args.bit_depth, outcomes)
+
+        def on_plan(plan: BatchPlan) -> None:
+            if plan.split and not bar.disable:
+                bar.write(f"{PROG}: {plan.describe()}", file=sys.stderr)
+
+        try:
+            stylize_batch([c for c in todo if c not in skipped], styles, config=config, weights=weights,
+                          on_done=on_done, on_plan=on_plan)
+        except KeyboardInterrupt:
+            interrupted = True
+    wall = time.perf_counter() - start
+    _write_log(args.log_json, {"batch": [batch_record(outcome, wall) for outcome in outcomes],
+                               "already_written": [str(o) for c, o in zip(contents, outputs) if c not in todo],
+                               "wall_s": wall})
+    return _report_batch(outcomes, len(todo), interrupted, args.output, wall)
+
+
+def _report_batch(outcomes: Sequence[BatchOutcome], total: int, interrupted: bool, folder: Path, wall: float) -> int:
+    """Print how a ``--batch`` run ended and return its exit code."""
+    written = sum(outcome.outcome == "written" for outcome in outcomes)
+    if interrupted or any(outcome.outcome == "interrupted" for outcome in outcomes):
+        print(f"{PROG}: interrupted; wrote {written} of {total} images to {folder}; run the same command again to "
+              "do the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    skipped = sum(outcome.outcome == "skipped" for outcome in outcomes)
+    print(f"wrote {written} of {total} images, skipped {skipped} ({folder}, {wall:.1f} s)")
+    if not written:
+        print(f"{PROG}: error: none of the {total} images was written (see the warnings above)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything cheap, then run the form the arguments ask for (single, sweep, ``--batch``)."""
+    start = time.perf_counter()
+    config = config_from_args(args)
+    lists = weight_sweep(args, config)
+    check_mode(args, lists)
+    check_single_only(args, lists)
+    if args.batch is not None:
+        return run_many(args, config, start)
+    check_blend_weights(config, args.styles)
+    if lists:
+        return run_sweep(args, config, lists, start)
+    return run_single(args, config, start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    try:
-        args = build_parser().parse_args(argv)
+    try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
+        args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:

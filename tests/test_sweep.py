@@ -23,9 +23,10 @@ ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
 STYLE_WEIGHTS = [1e4, 1e6, 1e8]
 # Batched convolutions sum in a different order than single ones (float32 rounding, ~1e-7 relative). Adam
 # carries that through smoothly; L-BFGS can amplify it when a line-search comparison flips (measured: loss
-# 3e-4 relative, pixels 4e-3 after 10 iterations, on one member), hence its wider pixel tolerance.
+# 3e-4 relative, pixels 4e-3 after 10 iterations, on one member; with optax's line search, final loss 4.4e-3
+# relative after 8), hence its wider tolerances.
 IMAGE_ATOL = {"adam": 1e-3, "lbfgs": 1e-2}
-LOSS_RTOL = 1e-3
+LOSS_RTOL = {"adam": 1e-3, "lbfgs": 1e-2}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,9 @@ def images() -> tuple[np.ndarray, np.ndarray]:
 
 def assert_same_result(batched, single) -> None:
     np.testing.assert_allclose(batched.image, single.image, atol=IMAGE_ATOL[single.config.optimizer])
-    np.testing.assert_allclose(batched.final_losses.total, single.final_losses.total, rtol=LOSS_RTOL)
-    np.testing.assert_allclose(batched.losses.total, single.losses.total, rtol=LOSS_RTOL)
+    rtol = LOSS_RTOL[single.config.optimizer]
+    np.testing.assert_allclose(batched.final_losses.total, single.final_losses.total, rtol=rtol)
+    np.testing.assert_allclose(batched.losses.total, single.losses.total, rtol=rtol)
 
 
 @pytest.fixture(scope="module")
