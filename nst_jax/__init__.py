@@ -14,6 +14,7 @@ from nst_jax.losses import (
 )
 from nst_jax.optimize import Progress
 from nst_jax.reconstruct import Reconstruction, reconstruct_content, reconstruct_style
+from nst_jax.sweep import BatchItem, BatchPlan, stylize_batch, stylize_sweep
 from nst_jax.transfer import StyleResult, stylize
 from nst_jax.vgg import CONV_LAYERS, LAYER_NAMES, VGG19Features, extract_features, min_input_size
 from nst_jax.weights import (
@@ -26,6 +27,8 @@ from nst_jax.weights import (
 )
 
 __all__ = [
+    "BatchItem",
+    "BatchPlan",
     "CONV_LAYERS",
     "ImageError",
     "LAYER_NAMES",
@@ -56,6 +59,8 @@ __all__ = [
     "style_layer_loss",
     "style_loss",
     "stylize",
+    "stylize_batch",
+    "stylize_sweep",
     "total_variation_loss",
     "yiq_to_rgb",
 ]

@@ -158,3 +158,9 @@ def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam
     assert report["shards"] == [[1, 24, 32, 3]] * 4  # 3 members padded to 4, one per device
     np.testing.assert_allclose(np.clip(np.load(out), 0, 1), np.stack([r.image for r in adam_sweep]),
                                atol=IMAGE_ATOL["adam"])
+
+
+def test_sweep_and_batch_are_public_api():
+    import nst_jax
+
+    assert nst_jax.stylize_sweep is stylize_sweep and nst_jax.stylize_batch is stylize_batch
