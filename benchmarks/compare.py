@@ -351,16 +351,23 @@ def jax_backend_name(optimizer: str, backend: str) -> str:
 TORCH_BACKENDS = {"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS"}
 
 
-def benchmark_size(
-    size: int, args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None]
-) -> list[Row]:
-    """Warm up, then time both implementations at one image size, optimizer by optimizer."""
+def sized_inputs(
+    size: int, args: argparse.Namespace
+) -> tuple[StyleConfig, np.ndarray, list[np.ndarray], np.ndarray]:
+    """The base config at ``size`` and the content, styles and initial image both implementations get."""
     base = StyleConfig(
         image_size=size, iterations=args.iterations, init=args.init, loss_form=args.loss_form,
         chunk_size=args.chunk_size,
     )
     content, styles = prepare_images(args.content, args.style, base)
-    init = initial_image(base, content, styles)
+    return base, content, styles, initial_image(base, content, styles)
+
+
+def benchmark_size(
+    size: int, args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None]
+) -> list[Row]:
+    """Warm up, then time both implementations at one image size, optimizer by optimizer."""
+    base, content, styles, init = sized_inputs(size, args)
     shape = (int(content.shape[0]), int(content.shape[1]))
     torch_device = torch_baseline.device_name(next(model.parameters()).device)
     rows: list[Row] = []
@@ -452,12 +459,7 @@ def benchmark_batch(
     size: int, args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None]
 ) -> list[BatchRow]:
     """One batched sweep of ``args.batch`` style weights vs the same runs one after another, both libraries."""
-    base = StyleConfig(
-        image_size=size, iterations=args.iterations, init=args.init, loss_form=args.loss_form,
-        chunk_size=args.chunk_size,
-    )
-    content, styles = prepare_images(args.content, args.style, base)
-    init = initial_image(base, content, styles)
+    base, content, styles, init = sized_inputs(size, args)
     shape = (int(content.shape[0]), int(content.shape[1]))
     rows: list[BatchRow] = []
     for optimizer, backend in settings(args):
