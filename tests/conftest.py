@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from convert_weights.cli import main as convert_main
 from convert_weights.torch_vgg import TorchVGG19, init_torchvision_
@@ -65,3 +66,24 @@ def torch_models(random_state_dict: dict[str, torch.Tensor]) -> dict[str, TorchV
 def random_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Uniform random RGB images in [0, 1]."""
     return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def save_random_image(path: Path, height: int, width: int, seed: int, format: str | None = None) -> Path:
+    """A random RGB image file of the given size."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=format)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Image files for the CLI tests: a 40x48 content, two 40x40 styles, and a text file named like an image."""
+    folder = tmp_path_factory.mktemp("inputs")
+    text = folder / "notes.png"
+    text.write_text("not an image\n")
+    return {
+        "content": save_random_image(folder / "content.png", 40, 48, seed=1),
+        "style": save_random_image(folder / "style.png", 40, 40, seed=2),
+        "style2": save_random_image(folder / "style2.png", 40, 40, seed=3),
+        "text": text,
+    }

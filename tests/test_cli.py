@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from convert_weights.cli import main as convert_main
+from conftest import save_random_image
 from nst_jax import StyleConfig, cli
 from nst_jax.image_io import read_png_metadata
 from nst_jax.weights import file_sha256
@@ -25,27 +26,6 @@ FAST = [
     "--image-size", "32", "--iterations", "4", "--chunk-size", "2",
     "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1", "--quiet",
 ]
-
-
-def _save_random_image(path: Path, height: int, width: int, seed: int) -> Path:
-    """A random RGB PNG of the given size."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 40x48 content, two 40x40 styles, and a text file that is not an image."""
-    folder = tmp_path_factory.mktemp("inputs")
-    text = folder / "notes.png"
-    text.write_text("not an image\n")
-    return {
-        "content": _save_random_image(folder / "content.png", 40, 48, seed=1),
-        "style": _save_random_image(folder / "style.png", 40, 40, seed=2),
-        "style2": _save_random_image(folder / "style2.png", 40, 40, seed=3),
-        "text": text,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +282,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     monkeypatch.setattr(cli, "load_weights", must_not_load)
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "link.png").symlink_to(inputs["content"])
-    _save_random_image(tmp_path / "init.png", 40, 40, seed=4)
+    save_random_image(tmp_path / "init.png", 40, 40, seed=4)
     folder = inputs["style"].parent
     paths = {name: str(path) for name, path in inputs.items()}
     paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"),

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import save_random_image
 from nst_jax import StyleConfig, cli, sweep
 from nst_jax.contact_sheet import (
     caption_font_size,
@@ -58,13 +59,6 @@ def _main(argv: list[str]) -> Run:
     return Run(code, out.getvalue(), err.getvalue())
 
 
-def _save_random_image(path: Path, height: int, width: int, seed: int, format: str | None = None) -> Path:
-    """A random RGB image file of the given size."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format=format)
-    return path
-
-
 def _one_error_line(err: str) -> str:
     """The single line of stderr, checked to be a ``nst-jax: error:`` line without a traceback."""
     lines = err.strip().splitlines()
@@ -78,19 +72,6 @@ def _sheet_layout(images: list[np.ndarray], labels: list[str], columns: int | No
     font = default_font(caption_font_size(max(image.shape[1] for image in images)))
     return sheet_layout([image.shape for image in images], [drawable_text(label, font) for label in labels],
                         columns=columns, font=font, gap=6)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 40x48 content, a 40x40 style, and a text file named like an image."""
-    folder = tmp_path_factory.mktemp("inputs")
-    text = folder / "notes.png"
-    text.write_text("not an image\n")
-    return {
-        "content": _save_random_image(folder / "content.png", 40, 48, seed=1),
-        "style": _save_random_image(folder / "style.png", 40, 40, seed=2),
-        "text": text,
-    }
 
 
 # --------------------------------------------------------------------------- contact sheets (no JAX)
@@ -293,13 +274,13 @@ def batch_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Contents: a and b (40x48, one batch), c (48x40, JPEG with an upper-case suffix), a broken .png, a text
     file and a sub-folder (neither of which a folder --batch takes)."""
     folder = tmp_path_factory.mktemp("contents")
-    _save_random_image(folder / "a.png", 40, 48, seed=11)
-    _save_random_image(folder / "b.png", 40, 48, seed=12)
-    _save_random_image(folder / "c.JPG", 48, 40, seed=13, format="JPEG")
+    save_random_image(folder / "a.png", 40, 48, seed=11)
+    save_random_image(folder / "b.png", 40, 48, seed=12)
+    save_random_image(folder / "c.JPG", 48, 40, seed=13, format="JPEG")
     (folder / "broken.png").write_text("not an image\n")
     (folder / "notes.txt").write_text("hello\n")
     (folder / "sub").mkdir()
-    _save_random_image(folder / "sub" / "d.png", 40, 48, seed=14)
+    save_random_image(folder / "sub" / "d.png", 40, 48, seed=14)
     return folder
 
 
@@ -442,9 +423,9 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     contents, empty, twins = tmp_path / "contents", tmp_path / "empty", tmp_path / "twins"
     for folder in (contents, empty, twins):
         folder.mkdir()
-    _save_random_image(contents / "a.png", 40, 48, seed=5)
-    _save_random_image(twins / "a.png", 40, 48, seed=6)
-    _save_random_image(twins / "a.jpg", 40, 48, seed=7, format="JPEG")
+    save_random_image(contents / "a.png", 40, 48, seed=5)
+    save_random_image(twins / "a.png", 40, 48, seed=6)
+    save_random_image(twins / "a.jpg", 40, 48, seed=7, format="JPEG")
     paths = {name: str(path) for name, path in inputs.items()}
     paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"), contents=str(contents), empty=str(empty),
                  twins=str(twins))
