@@ -7,6 +7,8 @@
 * ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images with ``stylize_batch``, each to
   ``OUTDIR/<content name>.png``; unreadable contents are skipped, finished ones are not redone.
 
+``nst-jax reconstruct {content,style} IMAGE -o OUTDIR`` (the paper's figure 1) lives in ``nst_jax.cli_reconstruct``.
+
 Every style option's default comes from ``StyleConfig()``. Known user errors (bad images, paths, options,
 missing weights) are one ``nst-jax: error: ...`` line and exit code 2, found before any slow work; anything
 else keeps its traceback. Exit codes: 0 done, 1 failed (non-finite loss, or the image could not be written),
@@ -56,7 +58,8 @@ BATCH_SUFFIXES: tuple[str, ...] = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".ti
 BATCH_FORMATS: tuple[str, ...] = ("png", "jpg")
 USAGE = (
     "%(prog)s [options] CONTENT STYLE [STYLE ...] -o OUT\n"
-    "       %(prog)s [options] --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR"
+    "       %(prog)s [options] --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR\n"
+    "       %(prog)s reconstruct {content,style} IMAGE -o OUTDIR [options]   (see: %(prog)s reconstruct --help)"
 )
 EPILOG = """\
 weight sweeps:
@@ -92,7 +95,7 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- parsing
 
 
-def _names(text: str) -> tuple[str, ...]:
+def comma_names(text: str) -> tuple[str, ...]:
     """A comma-separated list of names (blanks dropped)."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -142,7 +145,7 @@ def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _add_style_option(
+def add_style_option(
     group: argparse._ArgumentGroup, field: str, help: str, *, default_text: str | None = None, **kwargs: Any
 ) -> None:
     """Add the option of a ``StyleConfig`` field, with the field's own default (shown in the help)."""
@@ -172,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     style = parser.add_argument_group("style transfer")
-    add = functools.partial(_add_style_option, style)
+    add = functools.partial(add_style_option, style)
     add("image_size", "longest side of the output in pixels", type=int, metavar="PX")
     add("iterations", "optimizer iterations", type=int, metavar="N")
     add("optimizer", "lbfgs (the paper's), lbfgsb (pixels kept in [0, 1]) or adam", choices=OPTIMIZERS)
@@ -190,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W[,W...]",
     )
     add("loss_form", "normalized (weights independent of image size) or paper (its equations)", choices=LOSS_FORMS)
-    add("content_layers", "comma-separated VGG19 layers of the content", type=_names, metavar="LAYERS")
-    add("style_layers", "comma-separated VGG19 layers of the style", type=_names, metavar="LAYERS")
+    add("content_layers", "comma-separated VGG19 layers of the content", type=comma_names, metavar="LAYERS")
+    add("style_layers", "comma-separated VGG19 layers of the style", type=comma_names, metavar="LAYERS")
     add(
         "style_layer_weights", "comma-separated weight per style layer", type=_numbers, metavar="WEIGHTS",
         default_text="equal, summing to one",
@@ -262,10 +265,10 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
     try:
         return StyleConfig(**values)
     except ValueError as error:
-        raise UsageError(_with_flags(str(error))) from None
+        raise UsageError(with_flags(str(error))) from None
 
 
-def _with_flags(message: str) -> str:
+def with_flags(message: str) -> str:
     """A ``StyleConfig`` message with field names (``image_size``) written as options (``--image-size``)."""
     fields = "|".join(field.name for field in dataclasses.fields(StyleConfig))
     return re.sub(rf"\b({fields}) must\b", lambda match: f"{_flag(match.group(1))} must", message)
@@ -284,7 +287,7 @@ def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tup
             try:
                 config.replace(**{field: value})
             except ValueError as error:
-                raise UsageError(f"{_with_flags(str(error))} (in {_flag(field)} {_show(values)})") from None
+                raise UsageError(f"{with_flags(str(error))} (in {_flag(field)} {_show(values)})") from None
     if len({len(values) for values in lists.values()}) > 1:
         counts = " and ".join(f"{_flag(field)} has {len(values)}" for field, values in lists.items())
         raise UsageError(
@@ -499,12 +502,12 @@ def load_weights_loudly(path: Path | None) -> VGGWeights:
     return weights
 
 
-def _on_device(device: jax.Device | None) -> contextlib.AbstractContextManager:
+def on_device(device: jax.Device | None) -> contextlib.AbstractContextManager:
     """A context placing JAX computations on ``device`` (None: JAX's choice)."""
     return jax.default_device(device) if device is not None else contextlib.nullcontext()
 
 
-def _progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
+def progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
     """The progress bar on stderr (disabled by --quiet)."""
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
@@ -583,9 +586,9 @@ def run_single(args: argparse.Namespace, config: StyleConfig, start: float) -> i
     check_outputs(args, [args.output])
     device = select_device(args.device)
     content, styles = load_inputs(args, config)
-    with _on_device(device):
+    with on_device(device):
         weights = load_weights_loudly(args.weights)
-        with _progress_bar(config.iterations * len(config.scales or (0,)), "it", args.quiet) as bar:
+        with progress_bar(config.iterations * len(config.scales or (0,)), "it", args.quiet) as bar:
             callback = progress_callback(bar, args.output, args.save_every, args.bit_depth)
             result = stylize(content, styles, weights=weights, config=config, callback=callback)
     try:
@@ -658,9 +661,9 @@ def run_sweep(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tu
     check_outputs(args, [*paths, grid])
     device = select_device(args.device)
     content, styles = load_inputs(args, config)
-    with _on_device(device):
+    with on_device(device):
         weights = load_weights_loudly(args.weights)
-        with _progress_bar(config.iterations, "it", args.quiet) as bar:
+        with progress_bar(config.iterations, "it", args.quiet) as bar:
             on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations)
             results = stylize_sweep(
                 content, styles, config=config, weights=weights, callback=callback, on_plan=on_plan,
@@ -883,7 +886,7 @@ def run_many(args: argparse.Namespace, config: StyleConfig, start: float) -> int
         print(f"nothing to do: all {len(contents)} images are in {args.output}")
         return EXIT_OK
     device = select_device(args.device)
-    with _on_device(device):
+    with on_device(device):
         weights = load_weights_loudly(args.weights)
     try:
         args.output.mkdir(exist_ok=True)
@@ -891,7 +894,7 @@ def run_many(args: argparse.Namespace, config: StyleConfig, start: float) -> int
         raise UsageError(f"cannot create output folder '{args.output}': {error.strerror or error}") from None
     outcomes: list[BatchOutcome] = []
     interrupted = False
-    with _on_device(device), _progress_bar(len(todo), "img", args.quiet) as bar:
+    with on_device(device), progress_bar(len(todo), "img", args.quiet) as bar:
         for content, reason in style_size_problems(list(todo), config).items():
             bar.update(1)
             bar.write(f"{PROG}: warning: skipping {content}: {reason}", file=sys.stderr)
@@ -950,6 +953,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
+        from nst_jax import cli_reconstruct
+
+        return cli_reconstruct.main(argv[1:])
     try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)

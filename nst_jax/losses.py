@@ -96,6 +96,13 @@ def style_loss(
     )
 
 
+def _scaled(terms: Sequence[jax.Array], factors: jax.typing.ArrayLike | None) -> jax.Array:
+    """The sum of ``terms``, each times its entry of ``factors`` (None: plain sum)."""
+    if factors is None:
+        return sum(terms)
+    return sum(factors[index] * term for index, term in enumerate(terms))
+
+
 def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = "normalized") -> jax.Array:
     """Squared differences between neighbouring pixels of an (H, W, C) image: sum (paper) or means."""
     _check_form(form)
@@ -117,11 +124,18 @@ class LossTerms(NamedTuple):
 
 
 class LossWeights(NamedTuple):
-    """alpha (content), beta (style) and the TV weight; traced, so new weights never recompile."""
+    """alpha (content), beta (style) and the TV weight; traced, so new weights never recompile.
+
+    ``content_layers`` and ``style_layers`` optionally scale each layer's term (one factor per content layer, and
+    per style layer on top of its static w_l), so one batch can give each member its own layers: a factor of 0
+    drops a layer from that member's loss. None: every factor 1.
+    """
 
     content: jax.typing.ArrayLike
     style: jax.typing.ArrayLike
     tv: jax.typing.ArrayLike
+    content_layers: jax.typing.ArrayLike | None = None
+    style_layers: jax.typing.ArrayLike | None = None
 
 
 class StyleTargets(NamedTuple):
@@ -194,8 +208,13 @@ def make_loss_fn(
     def loss_terms(image: jax.Array, inputs: LossInputs) -> LossTerms:
         features = extract_features(inputs.vgg_params, image, layers, pooling)
         targets, weights = inputs.targets, inputs.weights
-        content = sum(content_loss(features[l], targets.content[l], form=form) for l in content_layers)
-        style = style_loss(features, targets.style_grams, per_layer, form=form)
+        content = _scaled(
+            [content_loss(features[l], targets.content[l], form=form) for l in content_layers], weights.content_layers
+        )
+        style = _scaled(
+            [w * style_layer_loss(features[l], targets.style_grams[l], form=form) for l, w in per_layer.items()],
+            weights.style_layers,
+        )
         tv = total_variation_loss(image, form=form)
         total = weights.content * content + weights.style * style + weights.tv * tv
         return LossTerms(total=total, content=content, style=style, tv=tv)

@@ -2,12 +2,15 @@
 
 A content reconstruction matches one layer's features of an image and nothing else (style weight 0); a style
 reconstruction (texture synthesis) matches the Gram matrices of a set of layers and nothing else (content
-weight 0). Each is a ``stylize`` run whose config differs from the given one only in layers and weights.
+weight 0). Each equals a ``stylize`` run whose config differs from the given one only in layers and weights.
 
-The runs are sequential: each layer choice is a different static loss, hence a different compiled program, so
-they cannot share one vmapped batch. Compilations are cached per layer choice and image size, so reconstructing
-several images of one size compiles each layer's solver once. ``reconstruction_sheet`` lays results out as a
-labelled grid like the paper's figure (rows of content, then style, reconstructions).
+All reconstructions of one image have its shape, so they can run as one batch (``batched=True``): one loss over
+the union of the layers, each member keeping only its own through traced per-layer factors
+(``LossWeights.content_layers`` / ``style_layers``), vmapped and sharded like ``stylize_sweep``. Every member then
+computes VGG up to the deepest layer of the union, about twice the work of the sequential runs, which stop at
+their own layer; batching pays where one image alone leaves the device idle (a GPU), not on a CPU, so the default
+batches on accelerators only. ``reconstruction_sheet`` lays results out as a labelled grid like the paper's
+figure 1.
 """
 
 from __future__ import annotations
@@ -16,12 +19,24 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
+from nst_jax.losses import LossInputs, LossWeights
 from nst_jax.optimize import Progress
-from nst_jax.transfer import ImageLike, StyleResult, resolve_weights, stylize
+from nst_jax.sweep import member_results, plan_batch, run_batch
+from nst_jax.transfer import (
+    ImageLike,
+    StyleResult,
+    initial_image,
+    prepare_images,
+    resolve_weights,
+    stylize,
+    targets_for,
+)
+from nst_jax.vgg import LAYER_NAMES, validate_layers
 from nst_jax.weights import VGGWeights
 
 # The paper's fig. 1: content from conv1_2 ... conv5_2, style from growing sets conv1_1 ... conv5_1
@@ -51,11 +66,15 @@ class Reconstruction:
         return self.result.image
 
 
-def reconstruction_sheet(reconstructions: Sequence[Reconstruction], *, columns: int | None = None) -> np.ndarray:
-    """The reconstructions in a labelled grid (``kind: label``), e.g. content then style, ``columns`` per row."""
-    return contact_sheet(
-        [r.image for r in reconstructions], [f"{r.kind}: {r.label}" for r in reconstructions], columns=columns
-    )
+def reconstruction_sheet(
+    reconstructions: Sequence[Reconstruction], *, original: np.ndarray | None = None, columns: int | None = None
+) -> np.ndarray:
+    """The reconstructions in a labelled grid (``kind: label``), ``columns`` per row; ``original`` first if given."""
+    images = [r.image for r in reconstructions]
+    labels = [f"{r.kind}: {r.label}" for r in reconstructions]
+    if original is not None:
+        images, labels = [original, *images], ["input", *labels]
+    return contact_sheet(images, labels, columns=columns)
 
 
 def content_config(config: StyleConfig, layer: str) -> StyleConfig:
@@ -77,15 +96,91 @@ def style_config(config: StyleConfig, layers: Sequence[str]) -> StyleConfig:
     )
 
 
-def _reconstruct(
+def batched_by_default() -> bool:
+    """Whether reconstructions run as one batch when not told: on accelerators, not on a CPU (module docstring)."""
+    return jax.default_backend() != "cpu"
+
+
+def union_config(kind: str, config: StyleConfig, layer_sets: Sequence[tuple[str, ...]]) -> StyleConfig:
+    """The config of one batch running every layer set of ``kind``: all their layers, each style layer weighing 1."""
+    union = tuple(sorted(set(validate_layers([l for layers in layer_sets for l in layers])), key=LAYER_NAMES.index))
+    if kind == "content":
+        return content_config(config, union[0]).replace(content_layers=union)
+    return style_config(config, union).replace(style_layer_weights=(1.0,) * len(union))
+
+
+def layer_factors(kind: str, union: StyleConfig, layer_sets: Sequence[tuple[str, ...]]) -> LossWeights:
+    """Per-member loss weights of a batch over ``union``: alpha, beta, TV, and factors keeping each member's layers.
+
+    Content members keep one layer (factor 1); style members weigh their set's layers equally, summing to one,
+    as ``style_config``'s paper weights do.
+    """
+    count = len(layer_sets)
+    if kind == "content":
+        factors = [[float(l in layers) for l in union.content_layers] for layers in layer_sets]
+        per_layer = {"content_layers": np.asarray(factors, np.float32)}
+    else:
+        factors = [[float(l in layers) / len(layers) for l in union.style_layers] for layers in layer_sets]
+        per_layer = {"style_layers": np.asarray(factors, np.float32)}
+    return LossWeights(
+        content=np.full(count, union.content_weight, np.float32),
+        style=np.full(count, union.resolved_style_weight, np.float32),
+        tv=np.full(count, union.tv_weight, np.float32),
+        **per_layer,
+    )
+
+
+def _reconstruct_batched(
     kind: str,
     image: ImageLike,
     configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
+    config: StyleConfig,
     weights: VGGWeights,
     callback: Callable[[Progress], None] | None,
     on_done: Callable[[Reconstruction], None] | None,
 ) -> list[Reconstruction]:
-    """One ``stylize`` of ``image`` by itself per (layers, config); stops after a run that did not complete."""
+    """Every (layers, config) of ``kind`` as members of one batched optimization (sub-batches if memory asks)."""
+    layer_sets = [layers for layers, _ in configs]
+    union = union_config(kind, config, layer_sets)
+    content, styles = prepare_images(image, image, union)
+    targets = targets_for(weights, content, styles, union)
+    x0 = initial_image(union, content, styles)
+    input_axes = LossInputs(vgg_params=None, targets=None, weights=0)
+    plan = plan_batch(len(configs), *content.shape[:2], union)
+    done: list[Reconstruction] = []
+    for start in range(0, len(configs), plan.per_run):
+        part = configs[start : start + plan.per_run]
+        inputs = LossInputs(weights.params, targets, layer_factors(kind, union, [layers for layers, _ in part]))
+        run = run_batch(np.stack([x0] * len(part)), inputs, input_axes, union, callback=callback)
+        results = member_results(run, [c for _, c in part], inputs, input_axes, weights, loss_config=union)
+        for (layers, _), result in zip(part, results):
+            done.append(Reconstruction(kind, layers, result))
+            if on_done is not None:
+                on_done(done[-1])
+        if run.status == "interrupted":
+            break
+    return done
+
+
+def _reconstruct(
+    kind: str,
+    image: ImageLike,
+    configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
+    config: StyleConfig,
+    weights: VGGWeights | str | os.PathLike | None,
+    batched: bool | None,
+    callback: Callable[[Progress], None] | None,
+    on_done: Callable[[Reconstruction], None] | None,
+) -> list[Reconstruction]:
+    """The reconstructions of ``configs``: batched (None: on accelerators only) or one ``stylize`` at a time.
+
+    Sequential runs stop after a run that did not complete (interrupted).
+    """
+    weights = resolve_weights(weights)
+    if batched is None:
+        batched = batched_by_default()
+    if batched and len(configs) > 1:
+        return _reconstruct_batched(kind, image, configs, config, weights, callback, on_done)
     done: list[Reconstruction] = []
     for layers, layer_config in configs:
         result = stylize(image, image, weights=weights, config=layer_config, callback=callback)
@@ -103,19 +198,20 @@ def reconstruct_content(
     *,
     config: StyleConfig = StyleConfig(),
     weights: VGGWeights | str | os.PathLike | None = None,
+    batched: bool | None = None,
     callback: Callable[[Progress], None] | None = None,
     on_done: Callable[[Reconstruction], None] | None = None,
 ) -> list[Reconstruction]:
     """One reconstruction of ``image`` from white noise per layer, by that layer's content loss alone.
 
-    ``callback`` sees each run's progress in turn; ``on_done`` each reconstruction as it finishes.
+    ``batched``: all layers as one batch (None: on accelerators, not on CPU; see the module docstring).
+    ``callback`` sees each run's (or the batch's) progress; ``on_done`` each reconstruction as it finishes.
     """
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:
         raise ValueError("reconstruct_content needs at least one layer")
     configs = [((layer,), content_config(config, layer)) for layer in layers]
-    weights = resolve_weights(weights)
-    return _reconstruct("content", image, configs, weights, callback, on_done)
+    return _reconstruct("content", image, configs, config, weights, batched, callback, on_done)
 
 
 def reconstruct_style(
@@ -124,17 +220,17 @@ def reconstruct_style(
     *,
     config: StyleConfig = StyleConfig(),
     weights: VGGWeights | str | os.PathLike | None = None,
+    batched: bool | None = None,
     callback: Callable[[Progress], None] | None = None,
     on_done: Callable[[Reconstruction], None] | None = None,
 ) -> list[Reconstruction]:
     """One texture synthesized from white noise per layer set, by the style loss of ``image`` on that set alone.
 
     The texture has the size ``image`` is resized to (``config.image_size``); the Gram matrices are taken at that
-    size times ``config.style_scale``.
+    size times ``config.style_scale``. ``batched``, ``callback`` and ``on_done`` as in ``reconstruct_content``.
     """
     if not layer_sets or any(isinstance(layers, str) for layers in layer_sets):
         raise ValueError(f"reconstruct_style needs a list of layer sets, e.g. [('relu1_1',), ('relu1_1', 'relu2_1')]; "
                          f"got {layer_sets!r}")
     configs = [(tuple(layers), style_config(config, layers)) for layers in layer_sets]
-    weights = resolve_weights(weights)
-    return _reconstruct("style", image, configs, weights, callback, on_done)
+    return _reconstruct("style", image, configs, config, weights, batched, callback, on_done)

@@ -193,15 +193,19 @@ def run_batch(
     )
 
 
-def _member_results(
+def member_results(
     run: Optimization, configs: Sequence[StyleConfig], inputs: LossInputs, input_axes: LossInputs,
-    weights: VGGWeights,
+    weights: VGGWeights, *, loss_config: StyleConfig | None = None,
 ) -> list[StyleResult]:
-    """One ``StyleResult`` per member of a batched run (padding dropped)."""
+    """One ``StyleResult`` per member of a batched run (padding dropped), each with its member's config.
+
+    ``loss_config``: the config the batch's loss and solver came from (default: the first member's).
+    """
     from nst_jax.optimize import compile_solver
 
+    loss_config = configs[0] if loss_config is None else loss_config
     images = gather(run.image)[: len(configs)]
-    final = compile_solver(loss_fn_for(configs[0]), solver_spec_for(configs[0]), input_axes).terms(
+    final = compile_solver(loss_fn_for(loss_config), solver_spec_for(loss_config), input_axes).terms(
         run.image, pad_batch(inputs, input_axes, run.image.shape[0])
     )
     final = LossTerms(*(gather(t) for t in final))
@@ -283,7 +287,7 @@ def stylize_sweep(
         inputs = LossInputs(weights.params, targets, loss_weights)
         batch_x0 = np.broadcast_to(x0, (len(members),) + x0.shape).copy()
         run = run_batch(batch_x0, inputs, input_axes, config, callback=callback)
-        results += _member_results(run, members, inputs, input_axes, weights)
+        results += member_results(run, members, inputs, input_axes, weights)
         if run.status == "interrupted":
             break
     return results
@@ -338,7 +342,7 @@ def stylize_batch(
             input_axes = LossInputs(vgg_params=None, targets=StyleTargets(content=0, style_grams=None), weights=None)
             x0 = np.stack([initial_image(config, image, styles) for _, image in part])
             run = run_batch(x0, inputs, input_axes, config)
-            for (index, _), result in zip(part, _member_results(run, [config] * len(part), inputs, input_axes,
+            for (index, _), result in zip(part, member_results(run, [config] * len(part), inputs, input_axes,
                                                                 weights)):
                 items[index] = BatchItem(contents[index], result=result)
                 if on_done is not None:

@@ -145,6 +145,26 @@ def test_total_loss_composes_the_terms(vgg_weights, form):
     )
 
 
+def test_per_layer_factors_select_layers_under_vmap(vgg_weights):
+    """Traced per-layer factors of 1/0 give, per vmapped member, the loss whose static layers are the kept ones."""
+    content_layers, style_layers = ("relu1_2", "relu2_2"), ("relu1_1", "relu2_1")
+    content, style, image = (random_images((32, 36, 3), seed=s) for s in (8, 9, 10))
+    targets = compute_targets(vgg_weights, content, [style], content_layers=content_layers, style_layers=style_layers)
+    union = make_loss_fn(content_layers=content_layers, style_layers=style_layers, style_layer_weights=(1.0, 1.0))
+    factors = LossWeights(
+        content=np.ones(2, np.float32), style=np.ones(2, np.float32), tv=np.zeros(2, np.float32),
+        content_layers=np.asarray([[1, 0], [0, 1]], np.float32), style_layers=np.asarray([[1, 0], [0.5, 0.5]], np.float32),
+    )
+    batched = jax.jit(jax.vmap(union, in_axes=(None, LossInputs(None, None, 0))))(
+        image, LossInputs(vgg_weights.params, targets, factors)
+    )
+    for member, (content_layer, layers) in enumerate([("relu1_2", ("relu1_1",)), ("relu2_2", style_layers)]):
+        alone = make_loss_fn(content_layers=(content_layer,), style_layers=layers)
+        terms = alone(image, LossInputs(vgg_weights.params, targets, LossWeights(1.0, 1.0, 0.0)))
+        for name in ("total", "content", "style"):
+            np.testing.assert_allclose(getattr(batched, name)[member], getattr(terms, name), rtol=1e-5, err_msg=name)
+
+
 def test_blended_style_targets_average_gram_matrices(vgg_weights):
     first, second, content = (random_images((32, 32, 3), seed=s) for s in (5, 6, 7))
     layers = ("relu1_1", "relu2_1")

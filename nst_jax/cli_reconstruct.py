@@ -1,0 +1,252 @@
+"""``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 from the command line.
+
+``content``: one reconstruction from white noise per ``--layers`` entry, each matching only that layer's
+features of IMAGE. ``style``: one texture per growing prefix of ``--layers`` ((relu1_1), (relu1_1, relu2_1), ...),
+each matching only the Gram matrices of its layers. Every reconstruction goes to ``OUTDIR/<kind>_<layers>.png``
+as it finishes, and a labelled row of them (IMAGE first) to ``OUTDIR/<kind>_grid.png``. Errors and exit codes
+follow the main command (``nst_jax.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nst_jax import image_io
+from nst_jax.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    DEVICES,
+    PROG,
+    UsageError,
+    add_style_option,
+    comma_names,
+    load_weights_loudly,
+    on_device,
+    progress_bar,
+    select_device,
+    with_flags,
+)
+from nst_jax.config import LBFGS_BACKENDS, OPTIMIZERS, StyleConfig
+from nst_jax.losses import LOSS_FORMS
+from nst_jax.optimize import Progress
+from nst_jax.reconstruct import (
+    CONTENT_LAYERS,
+    STYLE_LAYER_SETS,
+    Reconstruction,
+    batched_by_default,
+    reconstruct_content,
+    reconstruct_style,
+    reconstruction_sheet,
+    union_config,
+)
+from nst_jax.transfer import prepare_images
+from nst_jax.vgg import POOLINGS
+from nst_jax.weights import default_weights_path
+
+KINDS: tuple[str, ...] = ("content", "style")
+DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {"content": CONTENT_LAYERS, "style": STYLE_LAYER_SETS[-1]}
+EPILOG = """\
+examples:
+  nst-jax reconstruct content photo.jpg -o recon/ --layers relu1_2,relu2_2,relu3_2,relu4_2,relu5_2
+  nst-jax reconstruct style painting.jpg -o recon/ --image-size 256
+
+content writes OUTDIR/content_relu1_2.png ... one per layer; style writes OUTDIR/style_relu1_1.png,
+OUTDIR/style_relu1_1-relu2_1.png ... one per growing layer set; each also writes OUTDIR/<kind>_grid.png.
+exit codes: 0 done, 1 a reconstruction's loss became NaN/inf or an image could not be written, 2 bad input,
+130 interrupted (finished reconstructions are kept).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``reconstruct`` argument parser; optimizer options and their defaults mirror ``StyleConfig``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} reconstruct",
+        description="Reconstruct an image from white noise by one VGG19 layer's content loss at a time (content), "
+        "or synthesize its texture by the style loss of growing layer sets (style): Gatys et al. 2016, figure 1.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("kind", choices=KINDS, help="content: per-layer reconstructions; style: texture syntheses")
+    parser.add_argument("image", type=Path, metavar="IMAGE", help="the image to reconstruct")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
+                        help="folder for the images (created if its parent folder exists)")
+    parser.add_argument(
+        "--layers", type=comma_names, default=None, metavar="LAYERS",
+        help="comma-separated VGG19 layers: content, one reconstruction each (default: "
+        f"{','.join(DEFAULT_LAYERS['content'])}); style, one per growing prefix (default: "
+        f"{','.join(DEFAULT_LAYERS['style'])})",
+    )
+    parser.add_argument(
+        "--batched", action=argparse.BooleanOptionalAction, default=None,
+        help="run all reconstructions as one batch (default: on a GPU, not on a CPU, where it is about twice the work)",
+    )
+    style = parser.add_argument_group("optimization")
+    add = functools.partial(add_style_option, style)
+    add("image_size", "longest side of the reconstructions in pixels", type=int, metavar="PX")
+    add("iterations", "optimizer iterations per reconstruction", type=int, metavar="N")
+    add("optimizer", "lbfgs (the paper's), lbfgsb or adam", choices=OPTIMIZERS)
+    add("lbfgs_backend", "implementation of lbfgs", choices=LBFGS_BACKENDS)
+    add("learning_rate", "Adam step size, in pixel units ([0, 1])", type=float, metavar="LR")
+    add("loss_form", "normalized or paper", choices=LOSS_FORMS)
+    add("pooling", "VGG pooling", choices=POOLINGS)
+    add("seed", "seed of the white-noise start", type=int, metavar="N")
+    add("style_scale", "style: Gram matrices of IMAGE resized to the output size times this", type=float, metavar="S")
+    add("chunk_size", "iterations per compiled call", type=int, metavar="N")
+    run = parser.add_argument_group("run and output")
+    run.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                     help=f"VGG19 HDF5 weights (default: {default_weights_path()})")
+    run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
+    run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> StyleConfig:
+    """The base ``StyleConfig`` of the options (``UsageError`` naming the option if a value is invalid)."""
+    fields = ("image_size", "iterations", "optimizer", "lbfgs_backend", "learning_rate", "loss_form", "pooling",
+              "seed", "style_scale", "chunk_size")
+    try:
+        return StyleConfig(**{field: getattr(args, field) for field in fields})
+    except ValueError as error:
+        raise UsageError(with_flags(str(error))) from None
+
+
+def layer_sets(kind: str, layers: Sequence[str] | None) -> list[tuple[str, ...]]:
+    """One layer per content reconstruction, or the growing prefixes of ``layers`` for style."""
+    layers = DEFAULT_LAYERS[kind] if layers is None else tuple(layers)
+    if not layers:
+        raise UsageError("--layers needs at least one layer")
+    if len(set(layers)) != len(layers):
+        raise UsageError(f"--layers names a layer twice: {','.join(layers)}")
+    if kind == "content":
+        return [(layer,) for layer in layers]
+    return [layers[: end + 1] for end in range(len(layers))]
+
+
+def output_paths(folder: Path, kind: str, sets: Sequence[tuple[str, ...]]) -> tuple[list[Path], Path]:
+    """The file of each reconstruction (``content_relu3_2.png``, ``style_relu1_1-relu2_1.png``) and of the grid."""
+    names = [layers[0] if len(layers) == 1 else f"{layers[0]}-{layers[-1]}" for layers in sets]
+    return [folder / f"{kind}_{name}.png" for name in names], folder / f"{kind}_grid.png"
+
+
+def prepare_folder(folder: Path) -> None:
+    """Create the output folder if needed (``UsageError`` if it is a file or its parent is missing)."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"output '{folder}' is a file; give a folder")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise UsageError(f"output folder's parent '{folder.parent}' does not exist")
+        folder.mkdir()
+
+
+def check_image(args: argparse.Namespace, config: StyleConfig, sets: Sequence[tuple[str, ...]]) -> np.ndarray:
+    """IMAGE at the reconstructions' size (``UsageError`` if unreadable, too small, or a layer name is unknown)."""
+    try:
+        union = union_config(args.kind, config, sets)
+        content, _ = prepare_images(args.image, args.image, union)
+    except ValueError as error:  # image_io.ImageError is a ValueError
+        raise UsageError(with_flags(str(error)).replace("content image", "IMAGE")) from None
+    return content
+
+
+def bar_callback(bar: tqdm, iterations: int) -> Callable[[Progress], None]:
+    """Advance ``bar`` over consecutive runs (each restarting at iteration 1) and show the loss (range)."""
+    state = {"offset": 0, "last": 0}
+
+    def callback(progress: Progress) -> None:
+        if progress.iteration <= state["last"]:
+            state["offset"] += iterations
+        state["last"] = progress.iteration
+        totals = np.asarray(progress.terms.total, np.float64)
+        finite = totals[np.isfinite(totals)]
+        if finite.size:
+            low, high = finite.min(), finite.max()
+            bar.set_postfix(loss=f"{low:.3g}" if low == high else f"{low:.3g}..{high:.3g}", refresh=False)
+        bar.total = max(bar.total, state["offset"] + progress.iteration)
+        bar.update(state["offset"] + progress.iteration - bar.n)
+
+    return callback
+
+
+def saver(paths: dict[tuple[str, ...], Path], bit_depth: int, failed: list[str]) -> Callable[[Reconstruction], None]:
+    """``on_done``: save each reconstruction as it finishes; a failure or a non-finite loss goes to ``failed``."""
+
+    def on_done(reconstruction: Reconstruction) -> None:
+        path, result = paths[reconstruction.layers], reconstruction.result
+        if result.status == "non-finite":
+            failed.append(f"{reconstruction.label}: the loss became NaN or infinite (last finite image saved)")
+        try:
+            result.save(path, bit_depth=bit_depth)
+        except image_io.ImageError as error:
+            failed.append(f"{reconstruction.label}: {error}")
+
+    return on_done
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the inputs, reconstruct, save each image and the grid; returns the exit code."""
+    start = time.perf_counter()
+    config = config_from_args(args)
+    sets = layer_sets(args.kind, args.layers)
+    paths, grid = output_paths(args.output, args.kind, sets)
+    device = select_device(args.device)
+    original = check_image(args, config, sets)
+    prepare_folder(args.output)
+    reconstruct = reconstruct_content if args.kind == "content" else reconstruct_style
+    layers = [s[0] for s in sets] if args.kind == "content" else sets
+    batched = args.batched if args.batched is not None else batched_by_default()
+    failed: list[str] = []
+    with on_device(device):
+        weights = load_weights_loudly(args.weights)
+        total = config.iterations * (1 if batched else len(sets))
+        with progress_bar(total, "it", args.quiet) as bar:
+            done = reconstruct(
+                original, layers, config=config, weights=weights, batched=batched,
+                callback=bar_callback(bar, config.iterations),
+                on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
+            )
+    if done:
+        image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
+    return report(args, done, len(sets), failed, grid, time.perf_counter() - start)
+
+
+def report(
+    args: argparse.Namespace, done: Sequence[Reconstruction], total: int, failed: Sequence[str], grid: Path,
+    wall: float,
+) -> int:
+    """Print how the run ended and return its exit code."""
+    for problem in failed:
+        print(f"{PROG} reconstruct: error: {problem}", file=sys.stderr)
+    finished = [r for r in done if r.result.status != "interrupted"]
+    if len(finished) < total:
+        print(f"{PROG} reconstruct: interrupted; {len(finished)} of {total} reconstructions finished, saved in "
+              f"{args.output} with the grid (an interrupted one is saved as it stood)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"wrote {total} {args.kind} reconstructions and {grid} ({wall:.1f} s)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``reconstruct``; returns the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"{PROG} reconstruct: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG} reconstruct: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
