@@ -64,7 +64,6 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import nst_jax  # noqa: E402
 from benchmarks import torch_baseline  # noqa: E402
 from nst_jax.config import StyleConfig  # noqa: E402
 from nst_jax.sweep import stylize_sweep  # noqa: E402

@@ -31,14 +31,24 @@ STYLE2 = EXAMPLES / "style2.jpg"
 def parser(description: str, *, size: int = 256, iterations: int = 200) -> argparse.ArgumentParser:
     """The flags every example takes; a script adds its own."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--weights", type=Path, default=None, help="VGG19 HDF5 weights (default: nst_jax's default path)")
-    parser.add_argument("--size", type=int, default=size, help=f"longest side of the outputs in pixels (default: {size})")
-    parser.add_argument("--iterations", type=int, default=iterations, help=f"iterations per run (default: {iterations})")
-    parser.add_argument("--content", type=Path, default=CONTENT, help="content image (default: examples/content.jpg)")
-    parser.add_argument("--style", type=Path, default=STYLE, help="style image (default: examples/style.jpg)")
-    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: examples/out)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add = parser.add_argument
+    add("--weights", type=Path, default=None, help="VGG19 HDF5 weights (default: nst_jax's default path)")
+    add("--size", type=int, default=size, help=f"longest side of the outputs in pixels (default: {size})")
+    add("--iterations", type=int, default=iterations, help=f"iterations per run (default: {iterations})")
+    add("--content", type=Path, default=CONTENT, help="content image (default: examples/content.jpg)")
+    add("--style", type=Path, default=STYLE, help="style image (default: examples/style.jpg)")
+    add("--out", type=Path, default=OUT, help="output folder (default: examples/out)")
+    add("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def run(main: Callable[[], int]) -> int:
+    """Run an example's ``main``: a bad input (an unreadable image, a size too small) is one error line, exit 2."""
+    try:
+        return main()
+    except ValueError as error:  # nst_jax.ImageError is a ValueError
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def load_weights(path: Path | None) -> VGGWeights:

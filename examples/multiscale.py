@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stylize(args.content, args.style, weights=weights, config=base.replace(image_size=size, iterations=1))
     results, seconds = {}, {}
     for name, config in runs.items():
-        with _common.progress(1, config.iterations * len(config.scales or (0,)), args.quiet) as callback:
+        with _common.progress(1, config.total_iterations, args.quiet) as callback:
             start = time.perf_counter()
             results[name] = stylize(args.content, args.style, weights=weights, config=config, callback=callback)
             seconds[name] = time.perf_counter() - start
@@ -54,4 +54,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_common.run(main))

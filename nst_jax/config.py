@@ -72,8 +72,11 @@ class StyleConfig:
     content's chrominance), ``histogram`` (style recoloured to the content's colour mean and covariance first),
     or None (the style's colours, as in the 2016 paper)."""
     scales: tuple[int, ...] | None = None
-    """Coarse-to-fine sizes (longest side, increasing, ending at ``image_size``): ``iterations`` at each, each
-    result upsampled to start the next; None optimizes at ``image_size`` only."""
+    """Coarse-to-fine sizes (longest side, increasing, ending at ``image_size``): ``iterations`` (or
+    ``scale_iterations``) at each, each result upsampled to start the next; None optimizes at ``image_size`` only."""
+    scale_iterations: tuple[int, ...] | None = None
+    """Iterations at each of ``scales`` instead of ``iterations`` at each, e.g. (300, 100, 50): most of the work
+    where it is cheap, a few refining iterations at full size."""
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -113,6 +116,7 @@ class StyleConfig:
                 f"preserve_color must be one of {', '.join(PRESERVE_COLORS)} or None; got {self.preserve_color!r}"
             )
         set_("scales", _scales(self.scales, self.image_size))
+        set_("scale_iterations", _scale_iterations(self.scale_iterations, self.scales))
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         """Raise ``ValueError`` unless the field ``name`` is one of ``choices``."""
@@ -123,6 +127,18 @@ class StyleConfig:
     def resolved_style_weight(self) -> float:
         """beta, with None replaced by the loss form's default."""
         return DEFAULT_STYLE_WEIGHT[self.loss_form] if self.style_weight is None else float(self.style_weight)
+
+    @property
+    def iterations_per_scale(self) -> tuple[int, ...]:
+        """Iterations at each size the run optimizes at (one entry without ``scales``)."""
+        if self.scale_iterations is not None:
+            return self.scale_iterations
+        return (self.iterations,) * len(self.scales or (self.image_size,))
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations over all sizes."""
+        return sum(self.iterations_per_scale)
 
     def replace(self, **changes: Any) -> "StyleConfig":
         """A copy with some fields changed (validated again)."""
@@ -154,6 +170,21 @@ def _scales(scales: Sequence[int] | None, image_size: int) -> tuple[int, ...] | 
             f"set image_size to {scales[-1]} or end the scales at {image_size}"
         )
     return scales
+
+
+def _scale_iterations(counts: Sequence[int] | None, scales: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """``counts`` as a tuple, raising ``ValueError`` unless positive integers, one per scale of ``scales``."""
+    if counts is None:
+        return None
+    if scales is None:
+        raise ValueError("scale_iterations needs scales (the sizes they apply to)")
+    if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence):
+        raise ValueError(f"scale_iterations must be a sequence of iteration counts, got {counts!r}")
+    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0 for n in counts):
+        raise ValueError(f"scale_iterations must be positive integers, got {list(counts)}")
+    if len(counts) != len(scales):
+        raise ValueError(f"scale_iterations has {len(counts)} values for {len(scales)} scales; give one per scale")
+    return tuple(int(n) for n in counts)
 
 
 def _finite(value: Any) -> bool:

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -219,10 +219,10 @@ def stylize(
 ) -> StyleResult:
     """Render ``content`` in the style of ``style`` (one image or a list, blended) by Gatys et al.'s method.
 
-    ``config.scales``: coarse to fine, ``config.iterations`` at each size, each result upsampled (Lanczos) to
-    start the next; every size is checked before any optimization. The result's ``losses`` and ``evaluations``
-    concatenate the scales' (``scale_iterations`` says how many records came from each); its ``final_losses``
-    are those at the last scale run. A run that stops early (non-finite, interrupted) skips the remaining scales
+    ``config.scales``: coarse to fine, ``config.iterations_per_scale`` at each size, each result upsampled
+    (Lanczos) to start the next; every size is checked before any optimization. The result's ``losses`` and
+    ``evaluations`` concatenate the scales' (``scale_iterations`` says how many records came from each); its
+    ``final_losses`` are those at the last scale run. A run that stops early (non-finite, interrupted) skips the remaining scales
     and its image is upsampled to the output size. ``callback`` sees iterations counted over all scales.
 
     ``config.preserve_color`` (see ``color_inputs``): with ``luminance`` the optimized image is grey (its losses
@@ -234,9 +234,9 @@ def stylize(
     style_images = [image_io.load_image(image) for image in _as_list(style)]
     sizes = config.scales or (config.image_size,)
     stages = [prepare_images(content_image, style_images, config, size=size) for size in sizes]
-    total = config.iterations * len(sizes)
+    total = config.total_iterations
     runs: list[Optimization] = []
-    for stage_content, stage_styles in stages:
+    for (stage_content, stage_styles), iterations in zip(stages, config.iterations_per_scale):
         seen_content, seen_styles = color_inputs(stage_content, stage_styles, config.preserve_color)
         targets = targets_for(weights, seen_content, seen_styles, config)
         inputs = LossInputs(weights.params, targets, loss_weights_for(config))
@@ -248,7 +248,7 @@ def stylize(
         elapsed = sum(run.elapsed for run in runs)
         runs.append(
             minimize(
-                loss_fn_for(config), x0, inputs, spec=solver_spec_for(config), iterations=config.iterations,
+                loss_fn_for(config), x0, inputs, spec=solver_spec_for(config), iterations=iterations,
                 chunk_size=config.chunk_size, callback=_counting_all_scales(callback, done, total, elapsed),
             )
         )

@@ -179,3 +179,19 @@ def test_baseline_refuses_lbfgsb(vgg_weights):
     image = np.zeros((21, 32, 3), np.float32)
     with pytest.raises(ValueError, match="lbfgs, adam"):
         torch_baseline.stylize_torch(model, image, [image], image, config=config)
+
+
+def test_multiscale_benchmark_prints_and_writes_its_measurements(tmp_path, weights_file, capsys):
+    from benchmarks import multiscale
+
+    out = tmp_path / "multiscale.json"
+    argv = ["--size", "48", "--coarse", "32", "--iterations", "2", "--weights", str(weights_file), "--json", str(out)]
+    assert multiscale.main(argv) == 0
+    printed = capsys.readouterr().out
+    measured = json.loads(out.read_text())
+    assert list(measured) == ["32,48 px, 2+2 its", "48 px, 4 its", "48 px, 2 its"]
+    for name, run in measured.items():
+        assert run["status"] == "completed" and run["seconds"] > 0 and run["evaluations"] >= 2
+        assert f"{run['seconds']:7.1f} s" in printed and name in printed
+    first, second = measured["32,48 px, 2+2 its"], measured["48 px, 4 its"]
+    assert f"{first['seconds'] / second['seconds']:.2f}" in printed

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from conftest import save_random_image
-from nst_jax import StyleConfig, cli, sweep
+from nst_jax import StyleConfig, cli, cli_many, sweep
 from nst_jax.contact_sheet import (
     caption_font_size,
     contact_sheet,
@@ -133,13 +133,13 @@ def test_contact_sheet_rejects_bad_input():
 
 def test_member_names_and_labels():
     lists = {"style_weight": (1e2, 1e3), "tv_weight": (0.0, 1e-2)}
-    assert [p.name for p in cli.member_paths(Path("d/out.jpg"), lists)] == [
+    assert [p.name for p in cli_many.member_paths(Path("d/out.jpg"), lists)] == [
         "out_sw1e+02_tv0e+00.jpg", "out_sw1e+03_tv1e-02.jpg"]
-    assert cli.grid_path(Path("d/out.jpg")) == Path("d/out_grid.png")
-    assert cli.distinct_format([1000.0, 1500.0, 2000.0]) == ["1.0e+03", "1.5e+03", "2.0e+03"]  # 1500 ~ 2e+03
-    configs = cli.member_configs(StyleConfig(content_weight=10.0), lists)
-    assert cli.member_labels(configs, with_tv=True) == ["α/β = 1e-01\nTV = 0e+00", "α/β = 1e-02\nTV = 1e-02"]
-    assert cli.member_labels([StyleConfig(style_weight=0.0)], with_tv=False) == ["α/β = inf"]
+    assert cli_many.grid_path(Path("d/out.jpg")) == Path("d/out_grid.png")
+    assert cli_many.distinct_format([1000.0, 1500.0, 2000.0]) == ["1.0e+03", "1.5e+03", "2.0e+03"]  # 1500 ~ 2e+03
+    configs = cli_many.member_configs(StyleConfig(content_weight=10.0), lists)
+    assert cli_many.member_labels(configs, with_tv=True) == ["α/β = 1e-01\nTV = 0e+00", "α/β = 1e-02\nTV = 1e-02"]
+    assert cli_many.member_labels([StyleConfig(style_weight=0.0)], with_tv=False) == ["α/β = inf"]
 
 
 def test_both_command_forms_parse():
@@ -221,13 +221,13 @@ def test_sweep_grid_has_one_labelled_tile_per_member(sweep_run):
 def test_sweep_member_that_turns_non_finite_is_reported_and_not_written(
     tmp_path, inputs, weights_file, monkeypatch, capsys
 ):
-    real = cli.stylize_sweep
+    real = cli_many.stylize_sweep
 
     def middle_diverges(*args, **kwargs):
         results = real(*args, **kwargs)
         return [results[0], dataclasses.replace(results[1], status="non-finite"), results[2]]
 
-    monkeypatch.setattr(cli, "stylize_sweep", middle_diverges)
+    monkeypatch.setattr(cli_many, "stylize_sweep", middle_diverges)
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
     assert cli.main([str(arg) for arg in argv]) == 1
     captured = capsys.readouterr()

@@ -74,3 +74,12 @@ def test_example_runs_as_a_script_and_fails_clearly_without_weights(tmp_path):
     )
     assert process.returncode != 0 and "Traceback" not in process.stderr
     assert "transfer.py: error:" in process.stderr and "python -m convert_weights" in process.stderr
+
+
+def test_example_reports_a_bad_input_in_one_line(tmp_path, random_weights):
+    process = subprocess.run(
+        [sys.executable, str(EXAMPLES / "colour.py"), "--weights", str(random_weights), "--size", "8", "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert "colour.py: error: content image is" in process.stderr and "need at least" in process.stderr

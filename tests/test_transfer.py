@@ -130,6 +130,9 @@ def test_too_small_content_names_the_minimum(vgg_weights, content, style):
         ({"scales": (16.0, 32), "image_size": 32}, "scales must be positive integers"),
         ({"scales": (16, 24), "image_size": 32}, "scales must end at image_size"),
         ({"scales": 32, "image_size": 32}, "scales must be a sequence"),
+        ({"scale_iterations": (5,)}, "scale_iterations needs scales"),
+        ({"scales": (16, 32), "image_size": 32, "scale_iterations": (5,)}, "2 scales; give one per scale"),
+        ({"scales": (16, 32), "image_size": 32, "scale_iterations": (5, 0)}, "must be positive integers"),
     ],
 )
 def test_config_rejects_bad_values(changes, message):
@@ -138,8 +141,8 @@ def test_config_rejects_bad_values(changes, message):
 
 
 def test_new_fields_round_trip_through_to_dict():
-    config = SMALL.replace(image_size=48, scales=[32, 48], preserve_color="histogram")
-    assert config.scales == (32, 48)
+    config = SMALL.replace(image_size=48, scales=[32, 48], scale_iterations=[3, 4], preserve_color="histogram")
+    assert config.scales == (32, 48) and config.scale_iterations == (3, 4)
     assert StyleConfig(**json.loads(json.dumps(config.to_dict()))) == config
 
 
@@ -170,6 +173,16 @@ def test_scales_run_coarse_to_fine_with_several_styles(vgg_weights, content, sty
     # (measured: 1.5e-3 against 3.3e-3; upsampling raises the first scale's final 2.2e-4).
     assert result.losses.total[5] < result.losses.total[0]
     assert result.final_losses.total < result.losses.total[5]
+
+
+def test_scale_iterations_set_the_work_at_each_scale(vgg_weights, content, style):
+    config = MULTISCALE.replace(scale_iterations=(6, 2), chunk_size=2)
+    assert config.iterations_per_scale == (6, 2) and config.total_iterations == 8
+    assert MULTISCALE.iterations_per_scale == (5, 5) and StyleConfig(iterations=7).iterations_per_scale == (7,)
+    seen = []
+    result = stylize(content, style, weights=vgg_weights, config=config, callback=seen.append)
+    assert result.scale_iterations == (6, 2) and result.iterations == 8 and result.image.shape == (36, 48, 3)
+    assert [p.iteration for p in seen] == [2, 4, 6, 8] and {p.iterations for p in seen} == {8}
 
 
 def test_every_scale_is_checked_before_any_work(vgg_weights, content, style):
@@ -212,11 +225,15 @@ def test_preserve_color_runs(vgg_weights, content, style, mode):
                                    atol=1e-5)
 
 
-def test_luminance_mode_with_scales(vgg_weights, content, style):
-    config = MULTISCALE.replace(preserve_color="luminance")
-    result = stylize(content, style, weights=vgg_weights, config=config)
-    assert result.image.shape == (36, 48, 3) and result.scale_iterations == (5, 5)
-    content_image, _ = prepare_images(content, style, config)
-    inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
-    np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
-                               atol=1e-5)
+@pytest.mark.parametrize("mode", ["luminance", "histogram"])
+def test_colour_modes_with_scales_style_scale_and_two_styles(vgg_weights, content, style, mode):
+    """Every control at once: coarse-to-fine, a style scale, two blended styles and colour preservation."""
+    config = MULTISCALE.replace(preserve_color=mode, style_scale=1.5, style_blend_weights=(2.0, 1.0))
+    result = stylize(content, [style, style[::-1]], weights=vgg_weights, config=config)
+    assert result.status == "completed" and result.image.shape == (36, 48, 3) and result.scale_iterations == (5, 5)
+    assert result.losses.total[4] < result.losses.total[0] and result.final_losses.total < result.losses.total[5]
+    if mode == "luminance":
+        content_image, _ = prepare_images(content, style, config)
+        inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
+        np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
+                                   atol=1e-5)
