@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _common.parser(__doc__.splitlines()[0]).parse_args(argv)
     weights = _common.load_weights(args.weights)
     config = StyleConfig(image_size=args.size, iterations=args.iterations)
-    runs = 2 if batched_by_default() else len(CONTENT_LAYERS) + len(STYLE_LAYER_SETS)  # a batch per row on a GPU
+    runs = 2 if batched_by_default(config) else len(CONTENT_LAYERS) + len(STYLE_LAYER_SETS)  # batched: one per row
     with _common.progress(runs, config.iterations, args.quiet) as callback:
         content = reconstruct_content(args.content, config=config, weights=weights, callback=callback)
         style = reconstruct_style(args.style, config=config, weights=weights, callback=callback)

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batched", action=argparse.BooleanOptionalAction, default=None,
-        help="run all reconstructions as one batch (default: on a GPU, not on a CPU, where it is about twice the work)",
+        help="run all reconstructions as one batch (default: with adam on a GPU; with lbfgs, or on a CPU, batching "
+        "is slower)",
     )
     style = parser.add_argument_group("optimization")
     add = functools.partial(add_style_option, style)
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_folder(args.output)
     reconstruct = reconstruct_content if args.kind == "content" else reconstruct_style
     layers = [s[0] for s in sets] if args.kind == "content" else sets
-    batched = args.batched if args.batched is not None else batched_by_default()
+    batched = args.batched if args.batched is not None else batched_by_default(config)
     failed: list[str] = []
     with on_device(device):
         weights = load_weights_loudly(args.weights)

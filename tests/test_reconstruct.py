@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import random_images
-from nst_jax import StyleConfig
+from nst_jax import StyleConfig, reconstruct
 from nst_jax.reconstruct import (
     CONTENT_LAYERS,
     STYLE_LAYER_SETS,
@@ -111,3 +111,11 @@ def test_bad_layer_arguments(image):
         reconstruct_style(image, ("relu1_1", "relu2_1"), config=CONFIG)
     with pytest.raises(ValueError, match="unknown VGG19 layer"):
         reconstruct_content(image, ["relu9_9"], config=CONFIG)
+
+
+@pytest.mark.parametrize("backend, optimizer, expected", [
+    ("gpu", "adam", True), ("gpu", "lbfgs", False), ("cpu", "adam", False), ("cpu", "lbfgs", False),
+])
+def test_default_batches_only_adam_on_an_accelerator(monkeypatch, backend, optimizer, expected):
+    monkeypatch.setattr(reconstruct.jax, "default_backend", lambda: backend)
+    assert reconstruct.batched_by_default(StyleConfig(optimizer=optimizer)) is expected
