@@ -217,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
                 on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
             )
     if done:
-        image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
+        try:
+            image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
+        except image_io.ImageError as error:
+            failed.append(f"the grid: {error}")
     return report(args, done, len(sets), failed, grid, time.perf_counter() - start)
 
 
