@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("seed", "seed of the noise init", type=int, metavar="N")
     add("chunk_size", "iterations per compiled call (progress is reported between calls)", type=int, metavar="N")
     add(
-        "preserve_color", "keep the content's colours (Gatys et al. 2017): luminance or histogram; one image only",
+        "preserve_color", "keep the content's colours (Gatys et al. 2017): luminance or histogram",
         choices=PRESERVE_COLORS, default_text="off, the style's colours",
     )
     add(
@@ -412,7 +412,7 @@ def check_single_only(args: argparse.Namespace, lists: dict[str, tuple[float, ..
     if args.batch is None and not lists:
         return
     form = "--batch" if args.batch is not None else "a weight sweep"
-    for field in ("preserve_color", "scales", "scale_iterations"):
+    for field in ("scales", "scale_iterations"):
         if getattr(args, field) is not None:
             raise UsageError(f"{_flag(field)} works for one image only, not with {form}")
 

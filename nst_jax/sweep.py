@@ -30,10 +30,12 @@ from nst_jax.transfer import (
     ImageLike,
     StyleResult,
     check_size,
+    color_inputs,
     content_shape,
     initial_image,
     loss_fn_for,
     loss_weights_for,
+    output_colors,
     prepare_images,
     resolve_weights,
     solver_spec_for,
@@ -228,6 +230,17 @@ def member_results(
     return results
 
 
+def _in_content_colors(result: StyleResult, content: np.ndarray) -> StyleResult:
+    """``result`` with its image in ``content``'s colours where its config asks (``transfer.output_colors``)."""
+    return dataclasses.replace(result, image=output_colors(result.image, content, result.config.preserve_color))
+
+
+def _one_scale(config: StyleConfig, what: str) -> None:
+    """Raise ``ValueError`` if ``config`` asks for coarse-to-fine, which batched runs do not do."""
+    if config.scales is not None:
+        raise ValueError(f"{what} optimizes at one size; config.scales is not supported (use stylize per image)")
+
+
 def pad_batch(inputs: LossInputs, input_axes: LossInputs, size: int) -> LossInputs:
     """``inputs`` with their batched parts padded to ``size`` members."""
     return map_by_axes(inputs, input_axes, lambda leaf: _pad(np.asarray(leaf), size), lambda leaf: leaf)
@@ -265,12 +278,17 @@ def stylize_sweep(
     callback: Callable[[Progress], None] | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
 ) -> list[StyleResult]:
-    """One batched optimization per weighting (alpha, beta, TV); result i equals ``stylize`` with weighting i."""
+    """One batched optimization per weighting (alpha, beta, TV); result i equals ``stylize`` with weighting i.
+
+    ``config.preserve_color`` applies as in ``stylize``; ``config.scales`` is refused (``ValueError``).
+    """
+    _one_scale(config, "stylize_sweep")
     weights = resolve_weights(weights)
     configs = _weight_grid(config, style_weights, content_weights, tv_weights)
     content_image, styles = prepare_images(content, style, config)
-    targets = targets_for(weights, content_image, styles, config)
-    x0 = initial_image(config, content_image, styles)
+    seen_content, seen_styles = color_inputs(content_image, styles, config.preserve_color)
+    targets = targets_for(weights, seen_content, seen_styles, config)
+    x0 = initial_image(config, seen_content, seen_styles)
     input_axes = LossInputs(vgg_params=None, targets=None, weights=0)
     plan = plan_batch(len(configs), *content_image.shape[:2], config)
     if on_plan is not None:
@@ -286,7 +304,8 @@ def stylize_sweep(
         inputs = LossInputs(weights.params, targets, loss_weights)
         batch_x0 = np.broadcast_to(x0, (len(members),) + x0.shape).copy()
         run = run_batch(batch_x0, inputs, input_axes, config, callback=callback)
-        results += member_results(run, members, inputs, input_axes, weights)
+        results += [_in_content_colors(r, content_image) for r in member_results(run, members, inputs, input_axes,
+                                                                                   weights)]
         if run.status == "interrupted":
             break
     return results
@@ -310,7 +329,12 @@ def stylize_batch(
     on_done: Callable[[BatchItem], None] | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
 ) -> list[BatchItem]:
-    """Stylize many content images with one style: same-size images run as one batch; bad images are skipped."""
+    """Stylize many content images with one style: same-size images run as one batch; bad images are skipped.
+
+    ``config.preserve_color`` applies to each content as in ``stylize`` (the styles are then recoloured per content,
+    so each member gets its own style targets); ``config.scales`` is refused (``ValueError``).
+    """
+    _one_scale(config, "stylize_batch")
     weights = resolve_weights(weights)
     items: list[BatchItem | None] = [None] * len(contents)
     groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
@@ -328,22 +352,29 @@ def stylize_batch(
         groups.setdefault(shape, []).append((index, image))
     for (height, width), members in groups.items():
         _, styles = prepare_images(members[0][1], style, config)
-        style_targets = targets_for(weights, members[0][1], styles, config)
+        shared = targets_for(weights, members[0][1], styles, config) if config.preserve_color is None else None
         plan = plan_batch(len(members), height, width, config)
         if on_plan is not None:
             on_plan(plan)
         for start in range(0, len(members), plan.per_run):
             part = members[start : start + plan.per_run]
-            content_images = np.stack([image for _, image in part])
-            content_targets = _content_targets(weights, content_images, config)
-            targets = StyleTargets(content=content_targets, style_grams=style_targets.style_grams)
+            seen = [color_inputs(image, styles, config.preserve_color) for _, image in part]
+            content_targets = _content_targets(weights, np.stack([c for c, _ in seen]), config)
+            if config.preserve_color is None:
+                style_grams, style_axis = shared.style_grams, None
+            else:  # the styles were recoloured to each content: one set of Gram matrices per member
+                grams = [targets_for(weights, c, s, config).style_grams for c, s in seen]
+                style_grams, style_axis = jax.tree_util.tree_map(lambda *g: np.stack(g), *grams), 0
+            targets = StyleTargets(content=content_targets, style_grams=style_grams)
             inputs = LossInputs(weights.params, targets, loss_weights_for(config))
-            input_axes = LossInputs(vgg_params=None, targets=StyleTargets(content=0, style_grams=None), weights=None)
-            x0 = np.stack([initial_image(config, image, styles) for _, image in part])
+            input_axes = LossInputs(
+                vgg_params=None, targets=StyleTargets(content=0, style_grams=style_axis), weights=None
+            )
+            x0 = np.stack([initial_image(config, c, s) for c, s in seen])
             run = run_batch(x0, inputs, input_axes, config)
-            for (index, _), result in zip(part, member_results(run, [config] * len(part), inputs, input_axes,
-                                                                weights)):
-                items[index] = BatchItem(contents[index], result=result)
+            results = member_results(run, [config] * len(part), inputs, input_axes, weights)
+            for (index, image), result in zip(part, results):
+                items[index] = BatchItem(contents[index], result=_in_content_colors(result, image))
                 if on_done is not None:
                     on_done(items[index])
             if run.status == "interrupted":

@@ -118,6 +118,13 @@ def color_inputs(
     raise ValueError(f"preserve_color must be one of luminance, histogram or None; got {preserve_color!r}")
 
 
+def output_colors(image: np.ndarray, content: np.ndarray, preserve_color: str | None) -> np.ndarray:
+    """An optimized image as returned: under ``luminance`` its luminance with ``content``'s chrominance; clipped."""
+    if preserve_color == "luminance":
+        image = color.luminance_transfer(image, content)
+    return _unit(image)
+
+
 def _unit(image: np.ndarray) -> np.ndarray:
     """``image`` clipped to [0, 1] as float32."""
     return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
@@ -283,10 +290,8 @@ def _result(
     image = np.clip(np.asarray(run.image, np.float32), 0.0, 1.0)
     if image.shape != content.shape:
         image = image_io.resize_image(image, *content.shape[:2])
-    if config.preserve_color == "luminance":
-        image = np.clip(color.luminance_transfer(image, content), 0.0, 1.0)
     return StyleResult(
-        image=image,
+        image=output_colors(image, content, config.preserve_color),
         losses=LossTerms(*(np.concatenate(records) for records in zip(*(r.history for r in runs)))),
         config=config,
         final_losses=LossTerms(*(float(t) for t in final)),

@@ -30,7 +30,9 @@ from nst_jax.contact_sheet import (
     drawable_text,
     sheet_layout,
 )
+from nst_jax.color import rgb_to_yiq
 from nst_jax.image_io import load_image, read_png_metadata
+from nst_jax.transfer import prepare_images
 
 # Adam compiles several times faster than L-BFGS (no line-search loops), and the optimizer is not under test here.
 FAST = [
@@ -218,6 +220,23 @@ def test_sweep_grid_has_one_labelled_tile_per_member(sweep_run):
         assert strip.min() < 80  # the label is drawn
 
 
+def test_sweep_and_batch_keep_the_content_colours(tmp_path, inputs, weights_file):
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    shutil.copy(inputs["content"], contents / "content.png")
+    sweep_run = _main([inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file,
+                       *FAST, *SWEEP, "--preserve-color", "luminance"])
+    batch_run = _main(["--batch", contents, inputs["style"], "-o", tmp_path / "batch", "--weights", weights_file,
+                       *FAST, "--preserve-color", "luminance"])
+    assert sweep_run.code == 0 and batch_run.code == 0, sweep_run.err + batch_run.err
+    content, _ = prepare_images(inputs["content"], inputs["style"], StyleConfig(image_size=32))
+    for path in [tmp_path / name for name in SWEEP_FILES] + [tmp_path / "batch" / "content.png"]:
+        image = load_image(path)
+        inside = np.all((image > 0.02) & (image < 0.98), axis=-1)
+        # 8-bit PNG rounding moves I and Q by up to ~1/255 per channel.
+        np.testing.assert_allclose(rgb_to_yiq(image)[inside][:, 1:], rgb_to_yiq(content)[inside][:, 1:], atol=0.01)
+
+
 def test_sweep_member_that_turns_non_finite_is_reported_and_not_written(
     tmp_path, inputs, weights_file, monkeypatch, capsys
 ):
@@ -379,8 +398,8 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "--log-json",
     ),
     "one-image option in a sweep": (
-        ["{content}", "{style}", "-o", "{out}", "--style-weight", "1,2", "--preserve-color", "luminance"],
-        "--preserve-color works for one image only, not with a weight sweep",
+        ["{content}", "{style}", "-o", "{out}", "--style-weight", "1,2", "--scales", "256,512"],
+        "--scales works for one image only, not with a weight sweep",
     ),
     "no content": (["{style}", "-o", "{out}"], "give a CONTENT image"),
     "overwrite without batch": (["{content}", "{style}", "-o", "{out}", "--overwrite"], "only with --batch"),

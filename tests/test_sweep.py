@@ -15,7 +15,9 @@ from conftest import random_images
 from nst_jax import StyleConfig, stylize
 from nst_jax import sweep
 from nst_jax.image_io import save_image
+from nst_jax.color import rgb_to_yiq
 from nst_jax.sweep import activation_bytes, plan_batch, stylize_batch, stylize_sweep
+from nst_jax.transfer import prepare_images
 
 CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
 ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
@@ -111,6 +113,36 @@ def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images)
     single = stylize(paths[1], style, weights=vgg_weights, config=CONFIG)  # L-BFGS, as the batch ran
     assert_same_result(items[1].result, single)
     assert items[3].result.image.shape == (32, 24, 3)
+
+
+def test_sweep_keeps_the_content_colours_like_single_runs(vgg_weights, images):
+    config = ADAM.replace(preserve_color="luminance")
+    results = stylize_sweep(*images, style_weights=[1e4, 1e8], config=config, weights=vgg_weights)
+    content_image, _ = prepare_images(images[0], images[1], config)
+    for weight, result in zip([1e4, 1e8], results):
+        assert_same_result(result, stylize(*images, weights=vgg_weights, config=config.replace(style_weight=weight)))
+        inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
+        np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
+                                   atol=1e-5)
+
+
+def test_batch_recolours_the_style_for_each_content(tmp_path, vgg_weights, images):
+    """Histogram mode: each member's style targets come from the style recoloured to that member's content."""
+    content, style = images
+    paths = [save_image(tmp_path / "a.png", content),
+             save_image(tmp_path / "b.png", random_images((48, 64, 3), seed=25) * np.float32([1.0, 0.2, 0.4]))]
+    config = ADAM.replace(preserve_color="histogram")
+    items = stylize_batch(paths, style, config=config, weights=vgg_weights)
+    for path, item in zip(paths, items):
+        assert_same_result(item.result, stylize(path, style, weights=vgg_weights, config=config))
+
+
+def test_batched_runs_refuse_coarse_to_fine(vgg_weights, images):
+    config = CONFIG.replace(scales=(16, 32))
+    with pytest.raises(ValueError, match="stylize_sweep optimizes at one size"):
+        stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, weights=vgg_weights)
+    with pytest.raises(ValueError, match="stylize_batch optimizes at one size"):
+        stylize_batch([images[0]], images[1], config=config, weights=vgg_weights)
 
 
 SHARDED_SCRIPT = textwrap.dedent(
