@@ -238,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --batch, redo contents whose output exists (default: skip them, so a run can be resumed)",
     )
 
-    run = parser.add_argument_group("run and output")
-    run.add_argument(
-        "--weights", type=Path, default=None, metavar="PATH",
-        help=f"VGG19 HDF5 weights (default: {default_weights_path()})",
-    )
+    run = add_run_options(parser)
     run.add_argument(
         "--save-every", type=_positive_int, default=None, metavar="N",
         help="also save the image every N iterations as OUT's name + _iterN (default: never; not with --batch)",
@@ -251,10 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-json", type=Path, default=None, metavar="PATH",
         help="write config and losses as JSON (a sweep or --batch: one record per image)",
     )
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet); returns it."""
+    run = parser.add_argument_group("run and output")
+    run.add_argument(
+        "--weights", type=Path, default=None, metavar="PATH",
+        help=f"VGG19 HDF5 weights (default: {default_weights_path()})",
+    )
     run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
     run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
-    return parser
+    return run
 
 
 def _single(value: Any) -> Any:

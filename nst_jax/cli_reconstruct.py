@@ -25,9 +25,9 @@ from nst_jax.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    DEVICES,
     PROG,
     UsageError,
+    add_run_options,
     add_style_option,
     comma_names,
     load_weights_loudly,
@@ -51,7 +51,6 @@ from nst_jax.reconstruct import (
 )
 from nst_jax.transfer import prepare_images
 from nst_jax.vgg import POOLINGS
-from nst_jax.weights import default_weights_path
 
 KINDS: tuple[str, ...] = ("content", "style")
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {"content": CONTENT_LAYERS, "style": STYLE_LAYER_SETS[-1]}
@@ -103,12 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("seed", "seed of the white-noise start", type=int, metavar="N")
     add("style_scale", "style: Gram matrices of IMAGE resized to the output size times this", type=float, metavar="S")
     add("chunk_size", "iterations per compiled call", type=int, metavar="N")
-    run = parser.add_argument_group("run and output")
-    run.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                     help=f"VGG19 HDF5 weights (default: {default_weights_path()})")
-    run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
-    run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
+    add_run_options(parser)
     return parser
 
 
