@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -132,36 +132,43 @@ def layer_factors(kind: str, union: StyleConfig, layer_sets: Sequence[tuple[str,
     )
 
 
-def _reconstruct_batched(
+def _batched_runs(
     kind: str,
     image: ImageLike,
     configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
     config: StyleConfig,
     weights: VGGWeights,
     callback: Callable[[Progress], None] | None,
-    on_done: Callable[[Reconstruction], None] | None,
-) -> list[Reconstruction]:
-    """Every (layers, config) of ``kind`` as members of one batched optimization (sub-batches if memory asks)."""
-    layer_sets = [layers for layers, _ in configs]
-    union = union_config(kind, config, layer_sets)
+) -> Iterator[tuple[tuple[str, ...], StyleResult]]:
+    """(layers, result) of every config as members of one batched optimization (sub-batches if memory asks)."""
+    union = union_config(kind, config, [layers for layers, _ in configs])
     content, styles = prepare_images(image, image, union)
     targets = targets_for(weights, content, styles, union)
     x0 = initial_image(union, content, styles)
     input_axes = LossInputs(vgg_params=None, targets=None, weights=0)
     plan = plan_batch(len(configs), *content.shape[:2], union)
-    done: list[Reconstruction] = []
     for start in range(0, len(configs), plan.per_run):
         part = configs[start : start + plan.per_run]
         inputs = LossInputs(weights.params, targets, layer_factors(kind, union, [layers for layers, _ in part]))
         run = run_batch(np.stack([x0] * len(part)), inputs, input_axes, union, callback=callback)
         results = member_results(run, [c for _, c in part], inputs, input_axes, weights, loss_config=union)
-        for (layers, _), result in zip(part, results):
-            done.append(Reconstruction(kind, layers, result))
-            if on_done is not None:
-                on_done(done[-1])
+        yield from zip([layers for layers, _ in part], results)
         if run.status == "interrupted":
-            break
-    return done
+            return
+
+
+def _sequential_runs(
+    image: ImageLike,
+    configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
+    weights: VGGWeights,
+    callback: Callable[[Progress], None] | None,
+) -> Iterator[tuple[tuple[str, ...], StyleResult]]:
+    """(layers, result) of one ``stylize`` per config, stopping after a run that was interrupted."""
+    for layers, layer_config in configs:
+        result = stylize(image, image, weights=weights, config=layer_config, callback=callback)
+        yield layers, result
+        if result.status == "interrupted":
+            return
 
 
 def _reconstruct(
@@ -174,23 +181,19 @@ def _reconstruct(
     callback: Callable[[Progress], None] | None,
     on_done: Callable[[Reconstruction], None] | None,
 ) -> list[Reconstruction]:
-    """The reconstructions of ``configs``: batched (None: ``batched_by_default``) or one ``stylize`` at a time.
-
-    Sequential runs stop after a run that did not complete (interrupted).
-    """
+    """The reconstructions of ``configs``: batched (None: ``batched_by_default``) or one ``stylize`` at a time."""
     weights = resolve_weights(weights)
     if batched is None:
         batched = batched_by_default(config)
     if batched and len(configs) > 1:
-        return _reconstruct_batched(kind, image, configs, config, weights, callback, on_done)
+        runs = _batched_runs(kind, image, configs, config, weights, callback)
+    else:
+        runs = _sequential_runs(image, configs, weights, callback)
     done: list[Reconstruction] = []
-    for layers, layer_config in configs:
-        result = stylize(image, image, weights=weights, config=layer_config, callback=callback)
+    for layers, result in runs:
         done.append(Reconstruction(kind, layers, result))
         if on_done is not None:
             on_done(done[-1])
-        if result.status == "interrupted":
-            break
     return done
 
 
