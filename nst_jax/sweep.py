@@ -359,17 +359,16 @@ def stylize_batch(
         for start in range(0, len(members), plan.per_run):
             part = members[start : start + plan.per_run]
             seen = [color_inputs(image, styles, config.preserve_color) for _, image in part]
-            content_targets = _content_targets(weights, np.stack([c for c, _ in seen]), config)
-            if config.preserve_color is None:
-                style_grams, style_axis = shared.style_grams, None
-            else:  # the styles were recoloured to each content: one set of Gram matrices per member
-                grams = [targets_for(weights, c, s, config).style_grams for c, s in seen]
-                style_grams, style_axis = jax.tree_util.tree_map(lambda *g: np.stack(g), *grams), 0
-            targets = StyleTargets(content=content_targets, style_grams=style_grams)
+            if config.preserve_color is None:  # the group's style targets, each member's content targets
+                content_targets = _content_targets(weights, np.stack([c for c, _ in seen]), config)
+                targets = StyleTargets(content=content_targets, style_grams=shared.style_grams)
+                target_axes = StyleTargets(content=0, style_grams=None)
+            else:  # the styles were recoloured to each content: every target is the member's own
+                per_member = [targets_for(weights, c, s, config) for c, s in seen]
+                targets = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *per_member)
+                target_axes = StyleTargets(content=0, style_grams=0)
             inputs = LossInputs(weights.params, targets, loss_weights_for(config))
-            input_axes = LossInputs(
-                vgg_params=None, targets=StyleTargets(content=0, style_grams=style_axis), weights=None
-            )
+            input_axes = LossInputs(vgg_params=None, targets=target_axes, weights=None)
             x0 = np.stack([initial_image(config, c, s) for c, s in seen])
             run = run_batch(x0, inputs, input_axes, config)
             results = member_results(run, [config] * len(part), inputs, input_axes, weights)
