@@ -21,14 +21,12 @@ Choices worth knowing about:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
 import os
 import pathlib
 import stat
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping
 from typing import IO, Union
@@ -36,11 +34,14 @@ from typing import IO, Union
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from nst_jax import files
+
 __all__ = [
     "ImageError",
     "ImageSource",
     "SUPPORTED_SUFFIXES",
     "image_size",
+    "is_own_image",
     "load_image",
     "read_png_metadata",
     "resize_image",
@@ -54,6 +55,7 @@ ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
 
 _EXIF_ORIENTATION_TAG = 0x0112
+_TIFF_SAMPLE_FORMAT = 339  # 1 unsigned integer, 2 signed integer, 3 float
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
 _GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Raw modes Pillow uses for 16-bit PNGs it reduces to 8 bits -> raw mode for the second decode.
@@ -136,6 +138,8 @@ def _readable_path(source: object) -> pathlib.Path:
         raise ImageError(f"cannot read image '{path}': {_reason(e)}") from e
     if stat.S_ISDIR(info.st_mode):
         raise ImageError(f"cannot read image '{path}': is a directory")
+    if not stat.S_ISREG(info.st_mode):  # reading a FIFO or a device could wait forever
+        raise ImageError(f"cannot read image '{path}': {files.file_kind(path)}, not a regular file")
     if info.st_size == 0:
         raise ImageError(f"cannot read image '{path}': file is empty")
     return path
@@ -145,12 +149,14 @@ def _read_file(path: pathlib.Path) -> np.ndarray:
     """Decodes the image file at ``path`` to oriented RGB float32."""
     with Image.open(path) as im:
         second_pass = None
+        rawmode = _tile_rawmode(im.tile[0]) if im.tile else None
         if im.format == "PNG" and len(im.tile) == 1:
-            second_pass = _PNG16_SECOND_PASS.get(_tile_rawmode(im.tile[0]) or "")
+            second_pass = _PNG16_SECOND_PASS.get(rawmode or "")
+        white = _integer_white(im, rawmode) if im.mode == "I" else None
         im.load()
         orientation = _exif_orientation(im)
         if second_pass is None:
-            return _orient(_pil_to_rgb(im), orientation)
+            return _orient(_pil_to_rgb(im, white), orientation)
         first = np.asarray(im)
         transparency = im.info.get("transparency")
     with Image.open(path) as im:
@@ -181,13 +187,54 @@ def _tile_rawmode(tile: tuple) -> str | None:
     return args if isinstance(args, str) else None
 
 
-def _pil_to_rgb(im: Image.Image) -> np.ndarray:
-    """Converts a Pillow image of any supported mode to ``(H, W, 3)`` float32 in ``[0, 1]``."""
+def _integer_white(im: Image.Image, rawmode: str | None) -> tuple[float, bool] | None:
+    """The white level of a 32-bit integer (mode ``I``) image file and whether its samples are unsigned, from how
+    the file stores them: 16-bit samples (PGM, some PNGs) 65535; 32-bit ones 2**32 - 1 unsigned, 2**31 - 1 signed.
+    None when the file does not say."""
+    if rawmode is None:
+        return None
+    if rawmode.startswith("I;16"):
+        return 65535.0, False
+    if rawmode.startswith("I;32") or rawmode == "I":
+        tiff_format = getattr(im, "tag_v2", {}).get(_TIFF_SAMPLE_FORMAT)
+        if isinstance(tiff_format, tuple):  # one entry per sample
+            tiff_format = tiff_format[0] if tiff_format else None
+        signed = ("S" in rawmode[4:] or rawmode == "I") if tiff_format is None else tiff_format == 2
+        return (2.0**31 - 1, False) if signed else (2.0**32 - 1, True)
+    return None
+
+
+def _integer_gray(im: Image.Image, white: tuple[float, bool] | None) -> np.ndarray:
+    """A mode ``I`` image as gray float32 in [0, 1], scaled by its ``white`` level. Without one (an image made in
+    memory) 16-bit data is assumed, as Pillow used mode ``I`` for 16-bit PNGs; larger values are an error, not a
+    silent clip to white."""
+    raw = np.asarray(im)
+    if white is not None and white[1]:  # unsigned 32-bit samples that Pillow holds as int32
+        return raw.astype(np.int32).view(np.uint32).astype(np.float64) / white[0]
+    if raw.size and raw.min() < 0:
+        raise ImageError(f"cannot read image {_describe_pil(im)}: 32-bit integer samples below 0 ({raw.min()}); "
+                         "convert it to 8/16-bit or to float in [0, 1]")
+    if white is None:
+        if raw.size and raw.max() > 65535:
+            raise ImageError(
+                f"cannot read image {_describe_pil(im)}: 32-bit integer samples up to {raw.max()} and no file to say "
+                "what white is; convert it to 16-bit (mode I;16) or to float (mode F) in [0, 1]"
+            )
+        white = (65535.0, False)
+    return raw.astype(np.float64) / white[0]
+
+
+def _pil_to_rgb(im: Image.Image, white: tuple[float, bool] | None = None) -> np.ndarray:
+    """Converts a Pillow image of any supported mode to ``(H, W, 3)`` float32 in ``[0, 1]``; ``white``: see
+    ``_integer_white``."""
     mode = im.mode
-    if mode in _GRAY16_MODES or mode == "I":
+    if mode in _GRAY16_MODES:
         raw = np.asarray(im)
         gray = np.clip(raw.astype(np.float32), 0.0, 65535.0) / 65535.0
         return _gray_with_transparency(gray, raw, im.info.get("transparency"))
+    if mode == "I":
+        gray = np.clip(_integer_gray(im, white), 0.0, 1.0).astype(np.float32)
+        return _gray_with_transparency(gray, np.asarray(im), im.info.get("transparency"))
     if mode == "F":
         gray = np.asarray(im, dtype=np.float32)
         _check_float_range(gray, f"image {_describe_pil(im)}")
@@ -389,6 +436,20 @@ def _float_image(image: np.ndarray) -> np.ndarray:
 _Writer = Callable[[IO[bytes], np.ndarray, "Mapping[str, str] | None", int], None]
 
 
+def is_own_image(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is an image ``save_image`` wrote: its metadata (PNG text, JPEG comment) says nst_jax."""
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG":
+                return im.info.get("Software") == files.SOFTWARE
+            if im.format == "JPEG":
+                fields = json.loads(im.info.get("comment", b"{}"))
+                return isinstance(fields, dict) and fields.get("Software") == files.SOFTWARE
+    except Exception:  # not an image Pillow reads, or a comment that is not JSON: not one of ours
+        return False
+    return False
+
+
 def save_image(
     path: str | os.PathLike[str],
     image: np.ndarray,
@@ -397,7 +458,10 @@ def save_image(
     metadata: Mapping[str, str] | None = None,
     quality: int = 95,
 ) -> pathlib.Path:
-    """Atomically writes an ``(H, W, 3)`` float image in ``[0, 1]`` as PNG or JPEG; returns the path."""
+    """Atomically writes an ``(H, W, 3)`` float image in ``[0, 1]`` as PNG or JPEG; returns the path.
+
+    ``metadata`` is stored as PNG text chunks or a JPEG comment, with ``Software: nst_jax`` (``is_own_image``).
+    """
     target = pathlib.Path(path)
     suffix = target.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -411,7 +475,7 @@ def save_image(
         raise ImageError(f"cannot write image '{target}': JPEG supports only bit_depth=8")
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ImageError(f"cannot write image '{target}': quality must be an integer in [1, 100], got {quality!r}")
-    text = _check_metadata(metadata, target)
+    text = _check_metadata({"Software": files.SOFTWARE, **(metadata or {})}, target)
     pixels = _quantise(image, bit_depth, target)
 
     directory = target.parent
@@ -464,44 +528,12 @@ def _quantise(image: np.ndarray, bit_depth: int, target: pathlib.Path) -> np.nda
 
 def _atomic_write(target: pathlib.Path, write: Callable[[IO[bytes]], None]) -> None:
     """Writes via ``write`` to a temporary file next to ``target``, then renames it onto ``target``."""
-    mode = _new_file_mode(target)
-    tmp_name: str | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            mode="wb", delete=False, dir=target.parent, prefix=f".{target.stem}.", suffix=f"{target.suffix}.tmp"
-        ) as f:
-            tmp_name = f.name
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
-    except BaseException as e:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-        if isinstance(e, Exception) and not isinstance(e, ImageError):
-            raise ImageError(f"cannot write image '{target}': {_reason(e)}") from e
+        files.atomic_write(target, write)
+    except ImageError:
         raise
-
-
-def _new_file_mode(target: pathlib.Path) -> int:
-    """Returns the permission bits for the written file: the old file's, else 0o666 minus umask."""
-    try:
-        return stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """Returns the process umask (read from /proc on Linux to avoid changing it)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    except Exception as e:
+        raise ImageError(f"cannot write image '{target}': {_reason(e)}") from e
 
 
 def _write_jpeg(f: IO[bytes], pixels: np.ndarray, text: Mapping[str, str] | None, quality: int) -> None:

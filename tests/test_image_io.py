@@ -15,6 +15,7 @@ from nst_jax import image_io
 from nst_jax.image_io import (
     ImageError,
     image_size,
+    is_own_image,
     load_image,
     read_png_metadata,
     resize_image,
@@ -49,6 +50,17 @@ def _handmade_png(width: int, height: int, bit_depth: int, colour_type: int, raw
     )
 
 
+def _chunk(png: bytes, kind: bytes) -> bytes:
+    """The data of the first chunk of type ``kind`` in a PNG file's bytes."""
+    position = 8
+    while position < len(png):
+        (length,) = struct.unpack(">I", png[position : position + 4])
+        if png[position + 4 : position + 8] == kind:
+            return png[position + 8 : position + 8 + length]
+        position += 12 + length
+    raise AssertionError(f"no {kind!r} chunk")
+
+
 # --------------------------------------------------------------------------- modes
 
 
@@ -73,8 +85,7 @@ def _pixel(image: np.ndarray, y: int = 0, x: int = 0) -> np.ndarray:
         ("CMYK", (0, 0, 0, 0), (1.0, 1.0, 1.0)),
         ("CMYK", (0, 255, 0, 0), (1.0, 0.0, 1.0)),  # magenta
         ("CMYK", (0, 0, 0, 255), (0.0, 0.0, 0.0)),
-        ("I", 13107, (0.2, 0.2, 0.2)),  # 32-bit int holding 16-bit data
-        ("I", 70000, (1.0, 1.0, 1.0)),  # clipped
+        ("I", 13107, (0.2, 0.2, 0.2)),  # 32-bit int holding 16-bit data (Pillow's old mode for 16-bit PNGs)
         ("F", 0.25, (0.25, 0.25, 0.25)),
     ],
 )
@@ -83,6 +94,31 @@ def test_pil_modes_convert_to_rgb(mode, value, expected):
     out = load_image(im)
     assert out.shape == (2, 3, 3)
     np.testing.assert_allclose(_pixel(out, 1, 2), expected, atol=EXACT_8BIT)
+
+
+def test_32bit_integer_tiff_uses_the_full_32_bit_range(tmp_path):
+    """A 32-bit signed TIFF's white is 2**31 - 1; clipping it as 16-bit data would make almost every pixel white."""
+    values = np.linspace(0, 2**31 - 1, 6 * 7).astype(np.int32).reshape(6, 7)
+    Image.fromarray(values).save(tmp_path / "i32.tif")
+    out = load_image(tmp_path / "i32.tif")
+    np.testing.assert_allclose(out[..., 0], values / (2**31 - 1), rtol=0, atol=1e-6)
+    assert np.mean(out >= 1.0) < 0.05
+
+
+def test_32bit_integer_images_that_cannot_be_scaled_are_refused(tmp_path):
+    Image.fromarray(np.full((2, 3), -5, np.int32)).save(tmp_path / "negative.tif")
+    with pytest.raises(ImageError, match="below 0"):
+        load_image(tmp_path / "negative.tif")
+    with pytest.raises(ImageError, match="up to 70000"):  # made in memory: nothing says what white is
+        load_image(Image.new("I", (3, 2), 70000))
+
+
+def test_16bit_pgm_opened_as_mode_i_is_scaled_as_16_bit(tmp_path):
+    values = np.array([[0, 1, 32768], [65534, 65535, 12345]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "gray.pgm")
+    with Image.open(tmp_path / "gray.pgm") as im:
+        assert im.mode == "I"
+    np.testing.assert_allclose(load_image(tmp_path / "gray.pgm")[..., 0], values / 65535.0, rtol=0, atol=1e-7)
 
 
 def test_pil_16bit_gray_modes():
@@ -280,7 +316,7 @@ def test_png_16bit_encoder_filters_are_decoded_by_pillow(tmp_path):
     image = np.stack([x, y, (x * y) % 1.0], axis=-1).astype(np.float32)
     image[::7] = _random_image(6, 50, seed=3)  # some rows that prefer filter "None"
     path = save_image(tmp_path / "grad.png", image, bit_depth=16)
-    data = zlib.decompress(path.read_bytes()[8 + 25 + 8 : -12 - 4])  # the single IDAT after IHDR
+    data = zlib.decompress(_chunk(path.read_bytes(), b"IDAT"))
     filter_types = {data[r * (1 + 50 * 6)] for r in range(40)}
     assert len(filter_types) >= 3
     expected = np.rint(image.astype(np.float64) * 65535)
@@ -344,22 +380,33 @@ def test_save_clips_out_of_range_values(tmp_path):
 # --------------------------------------------------------------------------- metadata
 
 METADATA = {"nst:content": "cat.png", "nst:config": json.dumps({"steps": 500, "lr": 1.0}), "unicode": "naïve €"}
+MARK = {"Software": "nst_jax"}  # every image save_image writes says who wrote it (nst_jax.files' rule 2)
 
 
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_png_metadata_round_trip(tmp_path, bit_depth):
     path = save_image(tmp_path / "meta.png", _random_image(), bit_depth=bit_depth, metadata=METADATA)
-    assert read_png_metadata(path) == METADATA
+    assert read_png_metadata(path) == {**MARK, **METADATA}
+    assert is_own_image(path)
 
 
-def test_png_without_metadata_has_no_text(tmp_path):
-    assert read_png_metadata(save_image(tmp_path / "plain.png", _random_image())) == {}
+def test_png_without_metadata_has_only_the_mark(tmp_path):
+    assert read_png_metadata(save_image(tmp_path / "plain.png", _random_image())) == MARK
 
 
 def test_jpeg_metadata_is_a_json_comment(tmp_path):
     path = save_image(tmp_path / "meta.jpg", _random_image(), metadata=METADATA)
     with Image.open(path) as im:
-        assert json.loads(im.info["comment"]) == METADATA
+        assert json.loads(im.info["comment"]) == {**MARK, **METADATA}
+    assert is_own_image(path)
+
+
+def test_images_nst_jax_did_not_write_are_not_its_own(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.jpg", comment=b"not json")
+    Image.new("RGB", (4, 4)).save(tmp_path / "b.jpg", comment=json.dumps({"Software": "GIMP"}).encode())
+    (tmp_path / "text.png").write_text("hello")
+    assert not any(is_own_image(tmp_path / name) for name in ("a.png", "a.jpg", "b.jpg", "text.png", "absent.png"))
 
 
 def test_read_png_metadata_rejects_non_png(tmp_path):
