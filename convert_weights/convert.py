@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nst_jax.files import file_kind
 from nst_jax.vgg import CONV_LAYERS, conv_param_shapes, torchvision_index
+from nst_jax.weights import file_sha256
 
 # torchvision's VGG19_Weights.IMAGENET1K_V1; the hash prefix in the name lets torch.hub verify the download.
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -62,31 +65,50 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_pth(path: str | os.PathLike) -> dict[str, Any]:
     """A state dict from a ``.pth`` file (a bare state dict, or a dict holding one under ``state_dict``)."""
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConversionError(f"no such file: {path}")
+    kind = file_kind(path)
+    if kind is not None:  # torch.load on a FIFO would wait forever
+        raise ConversionError(f"{path} is {kind}, not a .pth file")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on its way to failing
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise ConversionError(f"cannot read {path} as a PyTorch state dict: {error}") from None
+        raise ConversionError(_unreadable_pth(path, error)) from None
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping):
         raise ConversionError(f"{path} holds a {type(loaded).__name__}, not a state dict")
     return dict(loaded)
+
+
+# A zip archive (torch.save's format since 1.6) or a pickle (protocol 2+ starts with 0x80: the legacy format).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _unreadable_pth(path: Path, error: Exception) -> str:
+    """One line saying what ``path`` is, given that ``torch.load(weights_only=True)`` failed with ``error``."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return f"{path} is empty, not a PyTorch state dict"
+    if not head.startswith(_TORCH_MAGIC):
+        return f"{path} is not a PyTorch file (torch.save writes a zip archive or a pickle; this is neither)"
+    text = _ANSI.sub("", str(error))
+    if "WeightsUnpickler" in text or "Unsupported global" in text:
+        # weights_only refuses pickled classes: the file holds a whole model (torch.save(model)), not tensors.
+        return (f"{path} holds pickled Python objects, such as a whole model saved with torch.save(model), not a "
+                "state dict of tensors; where the model loads, save its weights with "
+                "torch.save(model.state_dict(), 'vgg19.pth') and convert that file")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return f"{path} is not a readable PyTorch state dict ({first})"
 
 
 def load_torchvision() -> tuple[dict[str, Any], str, str]:
@@ -104,7 +126,7 @@ def load_torchvision() -> tuple[dict[str, Any], str, str]:
         url = TORCHVISION_URL
         state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=True)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    checksum = sha256_of(cached) if cached.is_file() else ""
+    checksum = file_sha256(cached) if cached.is_file() else ""
     return dict(state_dict), f"torchvision vgg19 IMAGENET1K_V1 ({url})", checksum
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,12 +13,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from nst_jax.files import atomic_path, file_kind
 from nst_jax.vgg import CONV_LAYERS, IMAGENET_MEAN, IMAGENET_STD, conv_param_shapes
 
 FORMAT_VERSION = 1
 WEIGHTS_ENV = "NST_JAX_WEIGHTS"
 FETCH_COMMAND = "python -m convert_weights"
-RANDOM_COMMAND = "python -m convert_weights --random"
 
 
 class WeightsError(Exception):
@@ -114,9 +113,49 @@ def check_params(params: Mapping[str, Mapping[str, Any]], where: str) -> None:
 
 
 def _fix_hint(path: Path) -> str:
-    """The sentence telling the user how to (re)create a weights file at ``path``."""
-    target = "" if path == default_weights_path() else f" -o {path}"
-    return f"fetch and convert the pretrained VGG19 with: {FETCH_COMMAND}{target}"
+    """The sentence telling the user how to (re)create a weights file at ``path``.
+
+    It names ``path`` only where the converter could write it: where nothing is, or over a file nst_jax wrote.
+    Anything else (``/dev/null``, a photo given as ``--weights`` by mistake) gets a file name of its own instead.
+    """
+    if path == default_weights_path() and not path.exists():
+        return f"fetch and convert the pretrained VGG19 with: {FETCH_COMMAND}"
+    if not os.path.lexists(path) or (file_kind(path) is None and weights_attributes(path) is not None):
+        return f"fetch and convert the pretrained VGG19 with: {FETCH_COMMAND} -o {path}"
+    return f"fetch and convert the pretrained VGG19 into a file of its own with: {FETCH_COMMAND} -o vgg19.h5"
+
+
+def weights_attributes(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The root attributes of an nst_jax weights file (it has ``format_version``); None for any other file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+    except (OSError, ValueError):
+        return None
+    return attrs if "format_version" in attrs else None
+
+
+def is_weights_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file holding nst_jax weights (the converter replaces only those)."""
+    return file_kind(Path(path)) is None and Path(path).exists() and weights_attributes(path) is not None
+
+
+def read_pretrained(value: Any, where: str) -> bool:
+    """The ``pretrained`` attribute as a bool: True/False as a bool, 0/1, or their text; ``WeightsError`` for
+    anything else (``bool("False")`` is True: a file saying "False" must not pass as trained weights)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, (str, bytes)):
+        text = _text(value).strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    raise WeightsError(f"{where} has attribute pretrained = {value!r}; expected True or False")
 
 
 def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
@@ -126,8 +165,9 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     path = Path(path).expanduser() if path is not None else default_weights_path()
     if not path.exists():
         raise WeightsError(f"no VGG19 weights file at {path}; {_fix_hint(path)}")
-    if path.is_dir():
-        raise WeightsError(f"weights path {path} is a directory, not an HDF5 file")
+    kind = file_kind(path)
+    if kind is not None:  # h5py would wait forever on a FIFO
+        raise WeightsError(f"weights path {path} is {kind}, not an HDF5 file; {_fix_hint(path)}")
     try:
         with h5py.File(path, "r") as handle:
             attrs = dict(handle.attrs)
@@ -138,10 +178,15 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
                 raise WeightsError(
                     f"{path} has format version {version}; this nst_jax reads up to {FORMAT_VERSION}: upgrade nst_jax"
                 )
+            groups = {name: group for name, group in handle.items() if isinstance(group, h5py.Group)}
+            not_float = [f"{name}/{key} has dtype {group[key].dtype}" for name, group in groups.items()
+                         for key in group.keys() if np.dtype(group[key].dtype).kind != "f"]
+            if not_float:  # integer weights cast to float32 would run, silently meaningless
+                raise WeightsError(f"{path} is not a usable VGG19: {'; '.join(not_float)}, expected float32; "
+                                   f"{_fix_hint(path)}")
             params = {
                 name: {key: np.asarray(group[key][()], dtype=np.float32) for key in group.keys()}
-                for name, group in handle.items()
-                if isinstance(group, h5py.Group)
+                for name, group in groups.items()
             }
     except WeightsError:
         raise
@@ -154,7 +199,7 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     info = WeightsInfo(
         path=str(path),
         source=_text(attrs.get("source", "")),
-        pretrained=bool(attrs.get("pretrained", False)),
+        pretrained=read_pretrained(attrs.get("pretrained", False), str(path)),
         sha256=file_sha256(path),
         source_sha256=_text(attrs.get("source_sha256", "")),
         format_version=version,
@@ -200,30 +245,20 @@ def write_weights(
     }
     check_params(arrays, "the converted state dict")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    try:
-        with h5py.File(temporary, "w") as out:
-            out.attrs.update(
-                format_version=FORMAT_VERSION,
-                source=str(source),
-                pretrained=bool(pretrained),
-                source_sha256=str(source_sha256),
-                torch_version=str(torch_version),
-                torchvision_version=str(torchvision_version),
-                mean=np.asarray(IMAGENET_MEAN, dtype=np.float32),
-                std=np.asarray(IMAGENET_STD, dtype=np.float32),
-                layout="kernel HWIO float32, bias O float32; RGB input in [0, 1] normalized with mean/std",
-            )
-            for name in CONV_LAYERS:
-                group = out.create_group(name)
-                group.create_dataset("kernel", data=arrays[name]["kernel"])
-                group.create_dataset("bias", data=arrays[name]["bias"])
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+        out.attrs.update(
+            format_version=FORMAT_VERSION,
+            source=str(source),
+            pretrained=bool(pretrained),
+            source_sha256=str(source_sha256),
+            torch_version=str(torch_version),
+            torchvision_version=str(torchvision_version),
+            mean=np.asarray(IMAGENET_MEAN, dtype=np.float32),
+            std=np.asarray(IMAGENET_STD, dtype=np.float32),
+            layout="kernel HWIO float32, bias O float32; RGB input in [0, 1] normalized with mean/std",
+        )
+        for name in CONV_LAYERS:
+            group = out.create_group(name)
+            group.create_dataset("kernel", data=arrays[name]["kernel"])
+            group.create_dataset("bias", data=arrays[name]["bias"])
     return file_sha256(path)

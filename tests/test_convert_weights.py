@@ -125,3 +125,64 @@ def test_existing_file_survives_a_failed_conversion(tmp_path: Path, weights_file
     assert main(["--pth", str(bad), "-o", str(out)]) == 2
     assert out.read_bytes() == weights_file.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "keep.h5"]
+
+
+# --------------------------------------------------------------------------- what the converter never replaces
+
+
+@pytest.mark.parametrize("name,content", [("notes.md", b"# my notes\n"), ("photo.jpg", b"\xff\xd8\xff\xe0 a photo")])
+def test_default_output_never_replaces_a_file_nst_jax_did_not_write(tmp_path, monkeypatch, capsys, name, content):
+    """$NST_JAX_WEIGHTS decides the default output; nst-jax's own hint tells users to run exactly this."""
+    target = tmp_path / name
+    target.write_bytes(content)
+    monkeypatch.setenv("NST_JAX_WEIGHTS", str(target))
+    assert main(["--random"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists and was not written by nst_jax" in err and "--overwrite" in err
+    assert target.read_bytes() == content
+    assert main(["--random", "--overwrite"]) == 0  # asked for explicitly
+    assert h5py.is_hdf5(target)
+
+
+def test_pretrained_weights_are_not_replaced_by_random_ones(tmp_path, weights_file, capsys):
+    target = tmp_path / "vgg19.h5"
+    target.write_bytes(weights_file.read_bytes())  # pretrained=True
+    assert main(["--random", "-o", str(target)]) == 2
+    assert "holds pretrained weights" in capsys.readouterr().err
+    assert target.read_bytes() == weights_file.read_bytes()
+    random = tmp_path / "random.h5"
+    assert main(["--random", "-o", str(random)]) == 0 and main(["--random", "--seed", "1", "-o", str(random)]) == 0
+
+
+@pytest.mark.parametrize("output", ["/dev/null", "{pth}"])
+def test_devices_and_the_source_are_never_outputs(tmp_path, pth_file, capsys, output):
+    source = tmp_path / "source.pth"
+    source.write_bytes(pth_file.read_bytes())
+    target = output.format(pth=source)
+    assert main(["--pth", str(source), "-o", target, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert ("is a device" in err) if output == "/dev/null" else ("is also an input" in err)
+    assert source.read_bytes() == pth_file.read_bytes()
+
+
+def test_argparse_errors_are_one_line(capsys):
+    assert main(["--random", "--seed", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convert_weights: error: argument --seed")
+
+
+@pytest.mark.parametrize("kind", ["text", "whole model", "legacy pickle"])
+def test_unusable_pth_is_explained_in_one_line(tmp_path, capsys, kind):
+    source = tmp_path / "model.pth"
+    if kind == "text":
+        source.write_text("this is a README\n")
+    elif kind == "whole model":
+        torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), source)
+    else:
+        import pickle
+
+        source.write_bytes(pickle.dumps(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), protocol=4))
+    assert main(["--pth", str(source), "-o", str(tmp_path / "out.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "weights_only" not in err
+    assert ("not a PyTorch file" in err) if kind == "text" else ("model.state_dict()" in err)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -92,6 +95,13 @@ BAD_EDITS = {
     "missing bias": (lambda h: h.__delitem__("conv1_1/bias"), r"conv1_1/bias missing"),
     "extra layer": (lambda h: h.create_group("conv6_1"), r"unexpected layer\(s\) conv6_1"),
     "no format version": (lambda h: h.attrs.__delitem__("format_version"), r"not an nst_jax weights file"),
+    "integer kernels": (  # cast to float32 they would run, silently meaningless
+        lambda h: _set_dataset(h, "conv1_1/kernel", np.ones((3, 3, 3, 64), np.int8)),
+        r"conv1_1/kernel has dtype int8, expected float32",
+    ),
+    "pretrained neither true nor false": (
+        lambda h: h.attrs.__setitem__("pretrained", "maybe"), r"pretrained = 'maybe'",
+    ),
     "future format": (lambda h: h.attrs.__setitem__("format_version", 99), r"format version 99"),
 }
 
@@ -103,6 +113,40 @@ def test_bad_contents_raise_weights_error(weights_file: Path, tmp_path: Path, ca
     with pytest.raises(WeightsError, match=message) as raised:
         load_weights(path)
     assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["False", "false", b"False", "0"])
+def test_pretrained_written_as_text_false_is_random(weights_file: Path, tmp_path: Path, text):
+    """bool("False") is True: a file whose attribute reads "False" must still warn that its weights are random."""
+    path = _copy_with(weights_file, tmp_path / "text.h5", lambda h: h.attrs.__setitem__("pretrained", text))
+    with pytest.warns(RandomWeightsWarning):
+        assert load_weights(path).pretrained is False
+
+
+def test_a_fifo_is_refused_without_waiting(tmp_path: Path):
+    fifo = tmp_path / "weights.h5"
+    os.mkfifo(fifo)
+    code = "from nst_jax import load_weights, WeightsError\ntry:\n    load_weights(%r)\nexcept WeightsError as e:\n" \
+           "    print(e)" % str(fifo)
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert "is a FIFO, not an HDF5 file" in process.stdout, process.stderr
+
+
+@pytest.mark.parametrize("name", ["/dev/null", "photo.jpg"])
+def test_fix_hint_never_names_a_file_the_converter_must_not_write(tmp_path: Path, name: str):
+    path = Path(name) if name.startswith("/") else tmp_path / name
+    if not path.exists():
+        path.write_text("a photo, given as --weights by mistake\n")
+    with pytest.raises(WeightsError) as raised:
+        load_weights(path)
+    message = str(raised.value)
+    assert f"-o {path}" not in message and "python -m convert_weights -o vgg19.h5" in message
+
+
+def test_fix_hint_names_a_missing_path(tmp_path: Path):
+    with pytest.raises(WeightsError, match=f"python -m convert_weights -o {tmp_path / 'w.h5'}"):
+        load_weights(tmp_path / "w.h5")
 
 
 @pytest.mark.parametrize(
