@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from nst_jax.losses import LOSS_FORMS
 from nst_jax.vgg import POOLINGS, validate_layers
@@ -20,9 +24,39 @@ PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 DEFAULT_STYLE_WEIGHT: dict[str, float] = {"normalized": 1e6, "paper": 1e3}
 
 
-def _floats(values: Sequence[float] | None) -> tuple[float, ...] | None:
-    """A sequence as a tuple of floats (None stays None)."""
-    return None if values is None else tuple(float(value) for value in values)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest number the optimization can hold (3.4e38): loss weights past it become infinite on the device."""
+SEED_LIMIT = 2**32
+"""Seeds are 32-bit (``jax.random.PRNGKey`` wraps larger ones, so 1 and 2**32 + 1 would give the same noise)."""
+
+
+class ConfigError(ValueError):
+    """A bad ``StyleConfig`` value. The message names fields as ``{field}``: ``str()`` shows the field name, and
+    ``render(flag)`` lets a command line show its option (``--image-size``) instead."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.render(lambda field: field))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each ``{field}`` written as ``name(field)``."""
+        return re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)) if m.group(1) in _FIELDS else m.group(0), self.template)
+
+
+def field(name: str) -> str:
+    """``name`` marked for a ``ConfigError`` message: ``{name}``."""
+    return "{" + name + "}"
+
+
+def _floats(name: str, values: Any) -> tuple[float, ...] | None:
+    """A sequence of real numbers as a tuple of floats (None stays None); ``ConfigError`` for anything else."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ConfigError(f"{field(name)} must be a sequence of numbers such as (1.0, 0.5), got {values!r}")
+    if any(not _real(value) for value in values):
+        raise ConfigError(f"{field(name)} must hold numbers, got {list(values)!r}")
+    return tuple(float(value) for value in values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,46 +116,67 @@ class StyleConfig:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         set_("content_layers", validate_layers(self.content_layers))
         set_("style_layers", validate_layers(self.style_layers))
-        set_("style_layer_weights", _floats(self.style_layer_weights))
-        set_("style_blend_weights", _floats(self.style_blend_weights))
+        for name in ("style_layer_weights", "style_blend_weights"):
+            set_(name, _floats(name, getattr(self, name)))
         self._check_choice("optimizer", OPTIMIZERS)
         self._check_choice("lbfgs_backend", LBFGS_BACKENDS)
         self._check_choice("loss_form", LOSS_FORMS)
         self._check_choice("pooling", POOLINGS)
         for name in ("image_size", "iterations", "history_size", "chunk_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if not _integer(value) or value <= 0:
+                raise ConfigError(f"{field(name)} must be a positive integer, got {value!r}")
+            set_(name, int(value))
+        if not _integer(self.seed) or not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"{field('seed')} must be an integer from 0 to {SEED_LIMIT - 1}, got {self.seed!r}")
+        set_("seed", int(self.seed))
         for name in ("learning_rate", "style_scale"):
-            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not _in_float32(value) or value <= 0:
+                raise ConfigError(f"{field(name)} must be a positive number of at most {FLOAT32_MAX:.3g}, "
+                                  f"got {value!r}")
+            set_(name, float(value))
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
-            if value is not None and (not _finite(value) or value < 0):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+            if value is None and name == "style_weight":
+                continue
+            if not _in_float32(value) or value < 0:
+                raise ConfigError(f"{field(name)} must be a non-negative number of at most {FLOAT32_MAX:.3g} "
+                                  f"(float32), got {value!r}")
+            set_(name, float(value))
         if self.style_layer_weights is not None:
             if len(self.style_layer_weights) != len(self.style_layers):
-                raise ValueError(
-                    f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers"
+                raise ConfigError(
+                    f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers "
+                    f"({field('style_layer_weights')} needs one per layer of {field('style_layers')})"
                 )
-            if any(not _finite(w) or w < 0 for w in self.style_layer_weights):
-                raise ValueError("style layer weights must be non-negative numbers")
+            if any(not _in_float32(w) or w < 0 for w in self.style_layer_weights):
+                raise ConfigError(f"style layer weights must be non-negative numbers of at most {FLOAT32_MAX:.3g} "
+                                  f"({field('style_layer_weights')} {list(self.style_layer_weights)})")
         if self.style_blend_weights is not None:
-            if any(not _finite(w) or w < 0 for w in self.style_blend_weights) or sum(self.style_blend_weights) <= 0:
-                raise ValueError("style blend weights must be non-negative with a positive sum")
+            # Only their ratios matter (compute_targets divides by the largest before summing), so any finite
+            # non-negative values with one positive are fine, 1e308 included.
+            if any(not _finite(w) or w < 0 for w in self.style_blend_weights) or max(self.style_blend_weights) <= 0:
+                raise ConfigError(f"style blend weights must be non-negative with a positive sum "
+                                  f"({field('style_blend_weights')} {list(self.style_blend_weights)})")
+        if isinstance(self.init, os.PathLike):
+            set_("init", os.fspath(self.init))
         if not isinstance(self.init, str) or not self.init:
-            raise ValueError("init must be 'noise', 'content', 'style' or an image path")
+            raise ConfigError(
+                f"{field('init')} must be 'noise', 'content', 'style' or an image path, got {self.init!r}"
+            )
         if self.preserve_color is not None and self.preserve_color not in PRESERVE_COLORS:
-            raise ValueError(
-                f"preserve_color must be one of {', '.join(PRESERVE_COLORS)} or None; got {self.preserve_color!r}"
+            raise ConfigError(
+                f"{field('preserve_color')} must be one of {', '.join(PRESERVE_COLORS)} or None; "
+                f"got {self.preserve_color!r}"
             )
         set_("scales", _scales(self.scales, self.image_size))
         set_("scale_iterations", _scale_iterations(self.scale_iterations, self.scales))
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        """Raise ``ValueError`` unless the field ``name`` is one of ``choices``."""
+        """Raise ``ConfigError`` unless the field ``name`` is one of ``choices``."""
         if getattr(self, name) not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+            raise ConfigError(f"{field(name)} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
 
     @property
     def resolved_style_weight(self) -> float:
@@ -147,46 +202,66 @@ class StyleConfig:
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-friendly values."""
         return {
-            field.name: list(value) if isinstance(value, tuple) else value
-            for field in dataclasses.fields(self)
-            for value in [getattr(self, field.name)]
+            f.name: list(value) if isinstance(value, tuple) else value
+            for f in dataclasses.fields(self)
+            for value in [getattr(self, f.name)]
         }
 
 
 def _scales(scales: Sequence[int] | None, image_size: int) -> tuple[int, ...] | None:
-    """``scales`` as a tuple, raising ``ValueError`` unless increasing positive integers ending at ``image_size``."""
+    """``scales`` as a tuple; ``ConfigError`` unless increasing positive integers ending at ``image_size``."""
     if scales is None:
         return None
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
-        raise ValueError(f"scales must be a sequence of sizes in pixels, got {scales!r}")
-    if not scales or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive integers, got {list(scales)}")
+        raise ConfigError(f"{field('scales')} must be a sequence of sizes in pixels, got {scales!r}")
+    if not scales or any(not _integer(s) or s <= 0 for s in scales):
+        raise ConfigError(f"{field('scales')} must be positive integers, got {list(scales)}")
     scales = tuple(int(s) for s in scales)
     if any(later <= earlier for earlier, later in zip(scales, scales[1:])):
-        raise ValueError(f"scales must be increasing, got {list(scales)}")
+        raise ConfigError(f"{field('scales')} must be increasing, got {list(scales)}")
     if scales[-1] != image_size:
-        raise ValueError(
-            f"scales must end at image_size (the output size, {image_size}), got {list(scales)}: "
-            f"set image_size to {scales[-1]} or end the scales at {image_size}"
+        raise ConfigError(
+            f"{field('scales')} must end at {field('image_size')} (the output size, {image_size}), got "
+            f"{list(scales)}: set {field('image_size')} to {scales[-1]} or end {field('scales')} at {image_size}"
         )
     return scales
 
 
 def _scale_iterations(counts: Sequence[int] | None, scales: tuple[int, ...] | None) -> tuple[int, ...] | None:
-    """``counts`` as a tuple, raising ``ValueError`` unless positive integers, one per scale of ``scales``."""
+    """``counts`` as a tuple; ``ConfigError`` unless positive integers, one per scale of ``scales``."""
     if counts is None:
         return None
     if scales is None:
-        raise ValueError("scale_iterations needs scales (the sizes they apply to)")
+        raise ConfigError(f"{field('scale_iterations')} needs {field('scales')} (the sizes they apply to)")
     if isinstance(counts, (str, bytes)) or not isinstance(counts, Sequence):
-        raise ValueError(f"scale_iterations must be a sequence of iteration counts, got {counts!r}")
-    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0 for n in counts):
-        raise ValueError(f"scale_iterations must be positive integers, got {list(counts)}")
+        raise ConfigError(f"{field('scale_iterations')} must be a sequence of iteration counts, got {counts!r}")
+    if any(not _integer(n) or n <= 0 for n in counts):
+        raise ConfigError(f"{field('scale_iterations')} must be positive integers, got {list(counts)}")
     if len(counts) != len(scales):
-        raise ValueError(f"scale_iterations has {len(counts)} values for {len(scales)} scales; give one per scale")
+        raise ConfigError(
+            f"{field('scale_iterations')} has {len(counts)} values for {len(scales)} scales; give one per scale"
+        )
     return tuple(int(n) for n in counts)
+
+
+def _integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _real(value: Any) -> bool:
+    """Whether ``value`` is a real number (Python's or NumPy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _finite(value: Any) -> bool:
     """Whether ``value`` is a real, finite number."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return _real(value) and math.isfinite(value)
+
+
+def _in_float32(value: Any) -> bool:
+    """Whether ``value`` is a real number that float32 holds as a finite number (|value| <= 3.4e38)."""
+    return _finite(value) and abs(float(value)) <= FLOAT32_MAX
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(StyleConfig))

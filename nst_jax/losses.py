@@ -26,6 +26,7 @@ All functions take single images (H, W, C) features; batch with ``jax.vmap``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Callable, NamedTuple
 
@@ -163,13 +164,19 @@ def compute_targets(
 ) -> StyleTargets:
     """Content features of the content image and blend-weighted Gram matrices of the style images."""
     content_layers, style_layers = validate_layers(content_layers), validate_layers(style_layers)
+    if not style_images:
+        raise ValueError("at least one style image is needed")
     if blend_weights is None:
         blend_weights = [1.0] * len(style_images)
     if len(blend_weights) != len(style_images):
         raise ValueError(f"{len(blend_weights)} blend weights for {len(style_images)} style images")
-    total_weight = float(sum(blend_weights))
-    if total_weight <= 0:
-        raise ValueError("style blend weights must sum to a positive number")
+    # Divided by the largest first: the ratios are what count, and 1e308 + 1e308 would overflow to inf (every
+    # target would then be 0).
+    largest = max(map(float, blend_weights), default=0.0)
+    if not largest > 0 or not math.isfinite(largest) or min(map(float, blend_weights)) < 0:
+        raise ValueError(f"style blend weights must be finite, non-negative, with a positive sum; got {blend_weights}")
+    blend_weights = [float(weight) / largest for weight in blend_weights]
+    total_weight = sum(blend_weights)
     content = extract_features(vgg_params, content_image, content_layers, pooling)
     grams = {layer: 0.0 for layer in style_layers}
     for image, weight in zip(style_images, blend_weights):

@@ -176,6 +176,24 @@ def test_blended_style_targets_average_gram_matrices(vgg_weights):
         np.testing.assert_allclose(blended.style_grams[layer], 0.75 * grams[0] + 0.25 * grams[1], rtol=1e-4)
 
 
+@pytest.mark.parametrize("huge", [1e308, 3e38])
+def test_blend_weights_too_large_to_sum_keep_their_ratio(vgg_weights, huge):
+    """1e308 + 1e308 overflows to inf; every target would become 0 if the weights were divided by that sum."""
+    first, second, content = (random_images((16, 16, 3), seed=s) for s in (5, 6, 7))
+    targets = [compute_targets(vgg_weights, content, [first, second], content_layers=("relu1_1",),
+                               style_layers=("relu1_1",), blend_weights=weights)
+               for weights in ([1.0, 1.0], [huge] * 2)]
+    equal, large = (np.asarray(t.style_grams["relu1_1"]) for t in targets)
+    assert np.abs(equal).max() > 0
+    np.testing.assert_allclose(large, equal, rtol=1e-6)
+
+
+def test_no_style_image_is_an_error(vgg_weights):
+    with pytest.raises(ValueError, match="at least one style image"):
+        compute_targets(vgg_weights, random_images((16, 16, 3)), [], content_layers=("relu1_1",),
+                        style_layers=("relu1_1",))
+
+
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match=r"expects \(H, W, C\)"):
         gram_matrix(np.zeros((2, 3, 4, 5), np.float32))
