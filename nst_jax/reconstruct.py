@@ -28,7 +28,8 @@ from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.losses import LossInputs, LossWeights
 from nst_jax.optimize import Progress
-from nst_jax.sweep import member_results, plan_batch, run_batch
+from nst_jax.memory import plan_batch
+from nst_jax.sweep import member_results, run_batch
 from nst_jax.transfer import (
     ImageLike,
     StyleResult,

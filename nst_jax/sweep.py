@@ -25,11 +25,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from nst_jax import image_io
 from nst_jax.config import StyleConfig
 from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets
+from nst_jax.memory import BatchPlan, plan_batch
 from nst_jax.optimize import Optimization, Progress, minimize
 from nst_jax.transfer import (
     ImageLike,
     StyleResult,
-    check_size,
+    check_shapes,
     color_inputs,
     content_shape,
     initial_image,
@@ -41,87 +42,10 @@ from nst_jax.transfer import (
     solver_spec_for,
     targets_for,
 )
-from nst_jax.vgg import LAYER_NAMES, conv_param_shapes, extract_features
+from nst_jax.vgg import extract_features
 from nst_jax.weights import VGGWeights
 
 BATCH_AXIS = "batch"
-
-
-# ----------------------------------------------------------------------------------------------- memory
-
-
-def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
-    """Estimated device memory one image of (height, width) needs during an optimization step."""
-    layers = config.content_layers + config.style_layers
-    deepest = max(LAYER_NAMES.index(layer) for layer in layers)
-    shapes = conv_param_shapes()
-    total, h, w, channels = 0, height, width, 3
-    for name in LAYER_NAMES[: deepest + 1]:
-        if name.startswith("pool"):
-            h, w = h // 2, w // 2
-        else:
-            channels = shapes["conv" + name[4:]]["bias"][0]
-        total += h * w * channels
-    # Forward activations kept for the backward pass, their cotangents, and XLA's temporaries: about 3x.
-    image = height * width * 3
-    optimizer_vectors = 2 * config.history_size + 8 if config.optimizer != "adam" else 4
-    return 4 * (3 * total + optimizer_vectors * image)
-
-
-def device_memory_bytes(device: jax.Device) -> int:
-    """Memory a device offers: its allocator limit on accelerators, half the available host memory on CPU."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024 // 2
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchPlan:
-    """How a batch of ``size`` images is run: sub-batches of at most ``per_run``, each sharded on ``devices``."""
-
-    size: int
-    per_run: int
-    devices: int
-    bytes_per_image: int
-    bytes_per_device: int
-
-    @property
-    def runs(self) -> int:
-        """Number of sub-batches."""
-        return math.ceil(self.size / self.per_run)
-
-    @property
-    def split(self) -> bool:
-        """Whether the batch had to be split to fit memory."""
-        return self.runs > 1
-
-    def describe(self) -> str:
-        """One line for the user."""
-        fits = (
-            f"split into {self.runs} runs of up to {self.per_run} images to fit device memory"
-            if self.split
-            else "one run"
-        )
-        return (
-            f"batch of {self.size}: ~{self.bytes_per_image / 2**20:.0f} MiB per image, "
-            f"{self.bytes_per_device / 2**30:.1f} GiB free per device x {self.devices} device(s): {fits}"
-        )
-
-
-def plan_batch(size: int, height: int, width: int, config: StyleConfig, *, memory_fraction: float = 0.8) -> BatchPlan:
-    """Sub-batch size so that each device's share of a run fits ``memory_fraction`` of its free memory."""
-    devices = jax.local_devices()
-    per_image = activation_bytes(height, width, config)
-    per_device = min(device_memory_bytes(device) for device in devices)
-    fit_per_device = max(1, int(per_device * memory_fraction) // per_image)
-    per_run = min(size, fit_per_device * len(devices))
-    return BatchPlan(size, per_run, len(devices), per_image, per_device)
 
 
 # ----------------------------------------------------------------------------------------------- sharding
@@ -341,9 +265,9 @@ def stylize_batch(
     for index, source in enumerate(contents):
         try:
             image = image_io.load_image(source)
-            shape = content_shape(image, config.image_size)
+            check_shapes(image.shape, config, parts=("content",))
+            shape = content_shape(image.shape, config.image_size)
             image = image_io.resize_image(image, *shape)
-            check_size(image, config, "content image")
         except (image_io.ImageError, ValueError) as error:
             items[index] = BatchItem(source, error=str(error))
             if on_done is not None:

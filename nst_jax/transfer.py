@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,10 +17,10 @@ import numpy as np
 from PIL import Image
 
 from nst_jax import color, image_io
-from nst_jax.config import StyleConfig
+from nst_jax.config import ConfigError, StyleConfig, field
 from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets, compute_targets, make_loss_fn
 from nst_jax.optimize import Optimization, Progress, SolverSpec, compile_solver, minimize
-from nst_jax.vgg import min_input_size
+from nst_jax.vgg import LAYER_NAMES, min_input_size
 from nst_jax.weights import VGGWeights, load_weights
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -75,28 +76,95 @@ def _as_list(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return [style]
 
 
-def content_shape(content: np.ndarray, image_size: int) -> tuple[int, int]:
-    """(height, width) of the content image with its longest side resized to ``image_size``."""
-    height, width = content.shape[:2]
+def content_shape(shape: Sequence[int], image_size: int) -> tuple[int, int]:
+    """(height, width) of an image of ``shape`` (height, width, ...) with its longest side resized to ``image_size``."""
+    height, width = shape[:2]
     scale = image_size / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def style_shape(content: tuple[int, int], style_scale: float) -> tuple[int, int]:
+    """(height, width) the style images are resized to: the content's times ``style_scale``."""
+    return max(1, round(content[0] * style_scale)), max(1, round(content[1] * style_scale))
+
+
+def stage_shapes(shape: Sequence[int], config: StyleConfig) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+    """(size, content shape, style shape) at each size a run of a content image of ``shape`` optimizes at."""
+    stages = []
+    for size in config.scales or (config.image_size,):
+        content = content_shape(shape, size)
+        stages.append((size, content, style_shape(content, config.style_scale)))
+    return stages
+
+
+def check_shapes(
+    shape: Sequence[int], config: StyleConfig, *, styles: int = 1, parts: Sequence[str] = ("content", "style")
+) -> None:
+    """``ConfigError`` naming the fix if, at any size of the run, the content (of original ``shape``) or the
+    ``styles`` style images would be smaller than the deepest layer needs; ``parts`` selects which to check."""
+    for size, content, style in stage_shapes(shape, config):
+        at = f"{field('image_size')} {size}" if config.scales is None else f"the {field('scales')} entry {size}"
+        if "content" in parts:
+            _check_content(shape, content, at, config)
+        if "style" in parts:
+            _check_style(content, style, at, config, styles)
+
+
+def _deepest(layers: Sequence[str]) -> str:
+    """The deepest of ``layers``: the one that needs the largest input."""
+    return max(layers, key=lambda layer: LAYER_NAMES.index(layer))
+
+
+def _check_content(shape: Sequence[int], content: tuple[int, int], at: str, config: StyleConfig) -> None:
+    """``ConfigError`` if the content at (height, width) ``content`` is too small for the run's deepest layer."""
+    layers = config.content_layers + config.style_layers
+    smallest = min_input_size(layers)
+    if min(content) >= smallest:
+        return
+    fix = math.ceil(smallest * max(shape[:2]) / min(shape[:2]))
+    while min(content_shape(shape, fix - 1)) >= smallest:  # rounding can make one pixel less enough
+        fix -= 1
+    hint = (f"raise {field('image_size')} to at least {fix}" if config.scales is None
+            else f"make every entry of {field('scales')} at least {fix}")
+    raise ConfigError(
+        f"the content image is {content[0]}x{content[1]} pixels at {at}; layers up to {_deepest(layers)} need at "
+        f"least {smallest} pixels on each side: {hint}"
+    )
+
+
+def _check_style(content: tuple[int, int], style: tuple[int, int], at: str, config: StyleConfig, styles: int) -> None:
+    """``ConfigError`` if the style images, resized to (height, width) ``style``, are too small for the style
+    layers."""
+    smallest = min_input_size(config.style_layers)
+    if min(style) >= smallest:
+        return
+    fix = (smallest - 0.5) / min(content)  # round(side * scale) >= smallest
+    fix = math.ceil(fix * 1000) / 1000
+    what = "style image 1 is" if styles == 1 else f"the {styles} style images are"
+    raise ConfigError(
+        f"{what} {style[0]}x{style[1]} pixels at {at} (the content's size times {field('style_scale')} "
+        f"{config.style_scale:g}); layers up to {_deepest(config.style_layers)} need at least {smallest} pixels on "
+        f"each side: raise {field('style_scale')} to at least {fix:g}"
+    )
 
 
 def prepare_images(
     content: ImageLike, style: ImageLike | Sequence[ImageLike], config: StyleConfig, *, size: int | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Content resized to ``size`` (default ``image_size``; longest side); each style image to the content size
-    times ``style_scale``."""
+    times ``style_scale``. ``ConfigError`` (a ``ValueError``) if either is too small for the layers, before any
+    resizing; ``ImageError`` (also one) if an image cannot be read."""
+    styles = _as_list(style)
+    if not styles:
+        raise ValueError("at least one style image is needed")
     content_image = image_io.load_image(content)
-    height, width = content_shape(content_image, config.image_size if size is None else size)
+    size = config.image_size if size is None else size
+    one_size = config.replace(image_size=size, scales=None, scale_iterations=None)
+    check_shapes(content_image.shape, one_size, styles=len(styles))
+    height, width = content_shape(content_image.shape, size)
     content_image = image_io.resize_image(content_image, height, width)
-    style_height = max(1, round(height * config.style_scale))
-    style_width = max(1, round(width * config.style_scale))
-    styles = [image_io.resize_image(image_io.load_image(s), style_height, style_width) for s in _as_list(style)]
-    check_size(content_image, config, "content image")
-    for index, image in enumerate(styles):
-        check_size(image, config, f"style image {index + 1}", style_only=True)
-    return content_image, styles
+    style_height, style_width = style_shape((height, width), config.style_scale)
+    return content_image, [image_io.resize_image(image_io.load_image(s), style_height, style_width) for s in styles]
 
 
 def color_inputs(
@@ -128,18 +196,6 @@ def output_colors(image: np.ndarray, content: np.ndarray, preserve_color: str | 
 def _unit(image: np.ndarray) -> np.ndarray:
     """``image`` clipped to [0, 1] as float32."""
     return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
-
-
-def check_size(image: np.ndarray, config: StyleConfig, what: str, *, style_only: bool = False) -> None:
-    """Raise ``ValueError`` if ``image`` is smaller than the deepest layer needs."""
-    layers = config.style_layers if style_only else config.content_layers + config.style_layers
-    smallest = min_input_size(layers)
-    if min(image.shape[:2]) < smallest:
-        raise ValueError(
-            f"{what} is {image.shape[0]}x{image.shape[1]} pixels after resizing; layers up to "
-            f"{max(layers, key=lambda l: min_input_size([l]))} need at least {smallest} pixels on each side "
-            f"(raise --image-size or --style-scale)"
-        )
 
 
 def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.ndarray]) -> np.ndarray:

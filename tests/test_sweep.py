@@ -13,10 +13,11 @@ import pytest
 
 from conftest import random_images
 from nst_jax import StyleConfig, stylize
-from nst_jax import sweep
+from nst_jax import memory
 from nst_jax.image_io import save_image
 from nst_jax.color import rgb_to_yiq
-from nst_jax.sweep import activation_bytes, plan_batch, stylize_batch, stylize_sweep
+from nst_jax.memory import activation_bytes, plan_batch
+from nst_jax.sweep import stylize_batch, stylize_sweep
 from nst_jax.transfer import prepare_images
 
 CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
@@ -71,7 +72,7 @@ def test_early_converging_member_does_not_change_the_others(vgg_weights, images)
 
 def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, monkeypatch):
     per_image = activation_bytes(24, 32, ADAM)
-    monkeypatch.setattr(sweep, "device_memory_bytes", lambda device: int(1.5 * per_image))
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device: int(1.5 * per_image))
     plans = []
     split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, weights=vgg_weights,
                           on_plan=plans.append)

@@ -11,8 +11,9 @@ from PIL import Image
 from conftest import random_images
 from nst_jax import StyleConfig, stylize
 from nst_jax.color import color_statistics, luminance, rgb_to_yiq
+from nst_jax.config import ConfigError
 from nst_jax.image_io import read_png_metadata, save_image
-from nst_jax.transfer import color_inputs, initial_image, prepare_images
+from nst_jax.transfer import check_shapes, color_inputs, initial_image, prepare_images
 
 # One small config shared by the tests below, so its compiled solver is reused.
 SMALL = StyleConfig(image_size=32, iterations=20, chunk_size=10)
@@ -113,6 +114,26 @@ def test_save_embeds_config_and_checksum(tmp_path, vgg_weights, content, style):
 def test_too_small_content_names_the_minimum(vgg_weights, content, style):
     with pytest.raises(ValueError, match="at least 16 pixels"):
         prepare_images(content, style, SMALL.replace(image_size=20))  # 15x20 after resizing
+
+
+def test_size_hints_name_what_can_help():
+    """A content that is too thin needs a larger image_size (the style scale cannot help it); a style that is too
+    small needs a larger style_scale; every size of a coarse-to-fine run is checked before any of them runs."""
+    config = StyleConfig(image_size=64)  # relu5_1: 16 pixels
+    with pytest.raises(ConfigError) as thin:
+        check_shapes((10, 100), config)  # 6x64
+    message = str(thin.value)
+    assert message.endswith("raise image_size to at least 155") and "style_scale" not in message
+    check_shapes((10, 100), config.replace(image_size=155))
+    with pytest.raises(ConfigError, match=r"style image 1 is 13x13 pixels .* raise style_scale to at least 0\.243"):
+        check_shapes((64, 64), config.replace(style_scale=0.2))
+    with pytest.raises(ConfigError, match="at the scales entry 8; .* make every entry of scales at least 16"):
+        check_shapes((64, 64), config.replace(scales=(8, 64)))
+
+
+def test_no_style_image_is_a_clear_error(vgg_weights, content):
+    with pytest.raises(ValueError, match="at least one style image is needed"):
+        stylize(content, [], weights=vgg_weights, config=SMALL)
 
 
 @pytest.mark.parametrize(
