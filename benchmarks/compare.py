@@ -26,8 +26,8 @@ cost is about 1.1 per iteration); optax's counts line-search steps, not the extr
 the loss terms; PyTorch's counts closure calls, the one before the first iteration included. L-BFGS
 implementations take different steps, so compare them by the loss they reach as well as by time.
 
-JSON (``--json PATH``): ``{"label", "weights": {path, pretrained, source, sha256}, "settings": {...},
-"environment": {versions, XLA_FLAGS, cpu_count, loadavg_start, loadavg_end}, "rows": [...],
+JSON (``--json PATH``): ``{"software": "nst_jax", "label", "weights": {path, pretrained, source, sha256},
+"settings": {...}, "environment": {versions, XLA_FLAGS, cpu_count, loadavg_start, loadavg_end}, "rows": [...],
 "ratios": [...]}``; each row holds ``implementation, backend, device, size [h, w], optimizer, iterations,
 evaluations, initial_evaluations, loop_seconds [per repeat], loop_seconds_median, ms_per_iteration,
 call_seconds [per repeat], call_seconds_median, warmup_seconds, compile_seconds, compiles_during_timed_runs,
@@ -49,7 +49,6 @@ import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -66,6 +65,8 @@ import torch  # noqa: E402
 
 from benchmarks import torch_baseline  # noqa: E402
 from nst_jax.config import StyleConfig  # noqa: E402
+from benchmarks.report import json_output_problem  # noqa: E402
+from nst_jax.files import write_json  # noqa: E402
 from nst_jax.sweep import stylize_sweep  # noqa: E402
 from nst_jax.transfer import initial_image, prepare_images, stylize  # noqa: E402
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, load_weights  # noqa: E402
@@ -604,6 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(value <= 0 for value in counts):
         print("benchmarks.compare: error: --size, --iterations, --repeats and --batch must be positive", file=sys.stderr)
         return 2
+    problem = json_output_problem(args.json, args.weights)
+    if problem:
+        print(f"benchmarks.compare: error: {problem}", file=sys.stderr)
+        return 2
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     torch_baseline.configure_threads()
     loadavg_start = load_average()
@@ -652,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": [row.to_dict() for row in rows],
             "ratios": ratio_list,
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report, allow_nan=True)
     return 0
 
 
@@ -689,7 +694,7 @@ def report_batch(
             "batch_rows": [row.to_dict() for row in rows],
             "batch_ratios": ratio_list,
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report, allow_nan=True)
     return 0
 
 

@@ -13,13 +13,15 @@ examples/style.jpg.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.report import json_output_problem
 from nst_jax import RandomWeightsWarning, StyleConfig, load_weights, stylize
+from nst_jax.files import write_json
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -35,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=None, help="VGG19 HDF5 weights")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON here")
     args = parser.parse_args(argv)
+    problem = json_output_problem(args.json, args.weights)
+    if problem:
+        print(f"benchmarks.multiscale: error: {problem}", file=sys.stderr)
+        return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RandomWeightsWarning)
         weights = load_weights(args.weights)
@@ -67,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, second = list(measured.values())[:2]
     print(f"coarse-to-fine / same iterations at {args.size} px: {first['seconds'] / second['seconds']:.2f}")
     if args.json is not None:
-        args.json.write_text(json.dumps(measured, indent=1) + "\n")
+        write_json(args.json, measured, allow_nan=True)
     return 0
 
 

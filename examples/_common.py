@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax import Progress, StyleResult, VGGWeights, load_image, save_image
-from nst_jax.image_io import resize_image
+from nst_jax.files import check_output
+from nst_jax.image_io import is_own_image, resize_image
 from nst_jax.transfer import content_shape
 from nst_jax.cli import UsageError, load_weights_loudly, progress_bar
 from nst_jax.cli_reconstruct import bar_callback
@@ -69,21 +70,26 @@ def progress(runs: int, iterations: int, quiet: bool) -> Iterator[Callable[[Prog
 def at_size(path: Path, size: int) -> np.ndarray:
     """The image at ``path`` with its longest side resized to ``size`` (for sheets next to the results)."""
     image = load_image(path)
-    return resize_image(image, *content_shape(image, size))
+    return resize_image(image, *content_shape(image.shape, size))
+
+
+def writable(folder: Path, name: str) -> Path:
+    """``folder/name`` (folder created), refusing to replace a file nst_jax did not write (``nst_jax.files``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    check_output(folder / name, "output", [], owned=is_own_image)
+    return folder / name
 
 
 def save_result(folder: Path, name: str, result: StyleResult) -> Path:
     """Write a result (with its config in the PNG metadata) to ``folder/name`` and say so."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = result.save(folder / name)
+    path = result.save(writable(folder, name))
     print(f"wrote {path} ({result.iterations} iterations, loss {result.final_losses.total:.4g}, {result.status})")
     return path
 
 
 def save(folder: Path, name: str, image: np.ndarray) -> Path:
     """Write ``image`` to ``folder/name`` (folder created) and say so."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = save_image(folder / name, np.clip(image, 0.0, 1.0))
+    path = save_image(writable(folder, name), np.clip(image, 0.0, 1.0))
     print(f"wrote {path}")
     return path
 

@@ -11,9 +11,12 @@ The sweep and ``--batch`` forms live in ``nst_jax.cli_many``; ``nst-jax reconstr
 (the paper's figure 1) in ``nst_jax.cli_reconstruct``. This module parses, checks and runs the single form.
 
 Every style option's default comes from ``StyleConfig()``. Known user errors (bad images, paths, options,
-missing weights) are one ``nst-jax: error: ...`` line and exit code 2, found before any slow work; anything
-else keeps its traceback. Exit codes: 0 done, 1 failed (non-finite loss, or the image could not be written),
-2 bad input, 130 interrupted.
+missing weights, a run too large for memory) are one ``nst-jax: error: ...`` line and exit code 2, found before
+any slow work; anything else keeps its traceback. Outputs follow ``nst_jax.files``' rules: no input is ever
+written, an existing file is replaced only if nst_jax wrote it (or with ``--overwrite``), every file is written
+whole, and a run that finished no iteration writes no image. Ctrl-C and SIGTERM save what is finished (further
+signals wait for that). Exit codes: 0 done, 1 failed (non-finite loss, or a file could not be written), 2 bad
+input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import json
 import math
-import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,16 +40,25 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from nst_jax import image_io
-from nst_jax.config import DEFAULT_STYLE_WEIGHT, INITS, LBFGS_BACKENDS, OPTIMIZERS, PRESERVE_COLORS, StyleConfig
+from nst_jax import files, image_io, memory
+from nst_jax.argparsing import OneLineParser
+from nst_jax.config import (
+    DEFAULT_STYLE_WEIGHT,
+    INITS,
+    LBFGS_BACKENDS,
+    OPTIMIZERS,
+    PRESERVE_COLORS,
+    ConfigError,
+    StyleConfig,
+)
 from nst_jax.losses import LOSS_FORMS
 from nst_jax.optimize import Progress
-from nst_jax.transfer import StyleResult, prepare_images, stylize
+from nst_jax.transfer import StyleResult, check_shapes, prepare_images, stylize
 from nst_jax.vgg import POOLINGS
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
 
 PROG = "nst-jax"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 DEVICES: tuple[str, ...] = ("cpu", "gpu")
 _DEFAULTS = StyleConfig()
 # The weights a comma list sweeps, and the tag of each in the members' file names (out_sw1e+03.png).
@@ -81,8 +93,16 @@ many content images:
   output already exists are skipped (so an interrupted run resumes) unless --overwrite. Exit 0 if at least
   one image was written, 1 if none.
 
+your files:
+  nst-jax never writes an input (content, styles, --init image, weights), also not through a link; replaces an
+  existing file only if nst-jax wrote it (an image with its metadata, its own JSON log), unless --overwrite, and
+  never a folder, device or FIFO; writes every file whole (a temporary file, then a rename); and writes no image
+  for a run that finished no iteration. Every output name (snapshots, sweep members, contact sheet, log) is
+  checked before anything slow runs.
+
 exit codes: 0 done, 1 the loss became NaN/inf (last finite image saved; a sweep: that member not written) or
-nothing could be written, 2 bad input, 130 interrupted (current image saved; --batch: finished images kept).
+a file could not be written, 2 bad input, 130 interrupted by Ctrl-C and 143 by SIGTERM (current image saved;
+--batch: finished images kept; a second Ctrl-C waits for the saving).
 """.replace("{suffixes}", " ".join(BATCH_SUFFIXES))
 
 
@@ -158,7 +178,7 @@ def add_style_option(
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; style options and their defaults mirror ``StyleConfig``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         usage=USAGE,
         description="Neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) in JAX: render CONTENT in the "
@@ -233,10 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-format", choices=BATCH_FORMATS, default=None,
         help="file type of the --batch outputs (default: png)",
     )
-    batch.add_argument(
-        "--overwrite", action="store_true",
-        help="with --batch, redo contents whose output exists (default: skip them, so a run can be resumed)",
-    )
 
     run = add_run_options(parser)
     run.add_argument(
@@ -251,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet); returns it."""
+    """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet, --overwrite,
+    --skip-memory-check); returns it."""
     run = parser.add_argument_group("run and output")
     run.add_argument(
         "--weights", type=Path, default=None, metavar="PATH",
@@ -260,6 +277,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
     run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
     run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
+    run.add_argument(
+        "--overwrite", action="store_true",
+        help="replace existing output files even if nst-jax did not write them (never an input); with --batch, also "
+        "redo contents whose output exists (default: skip them, so a run can be resumed)",
+    )
+    run.add_argument(
+        "--skip-memory-check", action="store_true",
+        help="run even if the estimated memory need exceeds what the device has free (default: refuse, naming the "
+        "largest size that fits)",
+    )
     return run
 
 
@@ -277,13 +304,12 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
     try:
         return StyleConfig(**values)
     except ValueError as error:
-        raise UsageError(with_flags(str(error))) from None
+        raise UsageError(user_message(error)) from None
 
 
-def with_flags(message: str) -> str:
-    """A ``StyleConfig`` message with field names (``image_size``) written as options (``--image-size``)."""
-    fields = "|".join(field.name for field in dataclasses.fields(StyleConfig))
-    return re.sub(rf"\b({fields}) must\b", lambda match: f"{_flag(match.group(1))} must", message)
+def user_message(error: ValueError) -> str:
+    """An error's message for the command line: a ``ConfigError`` names options (``--image-size``), not fields."""
+    return error.render(_flag) if isinstance(error, ConfigError) else str(error)
 
 
 def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tuple[float, ...]]:
@@ -299,7 +325,7 @@ def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tup
             try:
                 config.replace(**{field: value})
             except ValueError as error:
-                raise UsageError(f"{with_flags(str(error))} (in {_flag(field)} {_show(values)})") from None
+                raise UsageError(f"{user_message(error)} (in {_flag(field)} {_show(values)})") from None
     if len({len(values) for values in lists.values()}) > 1:
         counts = " and ".join(f"{_flag(field)} has {len(values)}" for field, values in lists.items())
         raise UsageError(
@@ -324,23 +350,19 @@ def snapshot_path(output: Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}_iter{iteration}{output.suffix}")
 
 
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file (existing or not)."""
-    with contextlib.suppress(OSError):
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
-def _check_directory(path: Path, what: str) -> None:
-    """``UsageError`` unless ``path``'s directory exists and is writable and ``path`` is not a directory."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise UsageError(f"{what} directory '{directory}' does not exist")
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f"{what} directory '{directory}' is not writable")
-    if path.is_dir():
-        raise UsageError(f"{what} '{path}' is a directory; give a file name")
+def existing_snapshots(output: Path, every: int, iterations: int) -> list[Path]:
+    """The files already present that snapshots of ``output`` every ``every`` of ``iterations`` iterations would
+    replace (only a name that exists can be lost, so the folder is searched instead of every name being tried)."""
+    pattern = re.compile(re.escape(output.stem) + r"_iter([1-9][0-9]*)" + re.escape(output.suffix))
+    try:
+        entries = list(output.parent.iterdir())
+    except OSError:
+        return []
+    return sorted(
+        entry for entry in entries
+        for match in [pattern.fullmatch(entry.name)]
+        if match and int(match.group(1)) % every == 0 and int(match.group(1)) <= iterations
+    )
 
 
 def init_paths(init: str) -> list[Path]:
@@ -355,22 +377,45 @@ def style_paths(args: argparse.Namespace) -> list[Path]:
     return list(args.styles)
 
 
-def input_paths(args: argparse.Namespace) -> list[Path]:
-    """Every image file a single or sweep run reads: content, styles and an ``--init`` image."""
-    return [args.content, *args.styles, *init_paths(args.init)]
+def weights_path(args: argparse.Namespace) -> Path:
+    """The VGG19 weights file the run reads."""
+    return args.weights.expanduser() if args.weights is not None else default_weights_path()
 
 
-def check_log(args: argparse.Namespace, images: Sequence[Path]) -> None:
-    """``UsageError`` unless ``--log-json`` (if given) can be written and is none of ``images``."""
-    if args.log_json is None:
-        return
-    _check_directory(args.log_json, "--log-json")
-    if any(same_file(args.log_json, path) for path in images):
-        raise UsageError(f"--log-json '{args.log_json}' is also an image of this run; choose another file")
+def run_inputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Every file a run reads besides ``--batch`` contents, each with what it is (for messages)."""
+    styles = style_paths(args)
+    inputs = [(args.content, "the content image")] if args.batch is None and args.content is not None else []
+    inputs += [(path, f"style image {index}" if len(styles) > 1 else "the style image")
+               for index, path in enumerate(styles, start=1)]
+    inputs += [(path, "the --init image") for path in init_paths(args.init)]
+    return [*inputs, (weights_path(args), "the VGG19 weights file")]
 
 
-def check_outputs(args: argparse.Namespace, outputs: Sequence[Path]) -> None:
-    """``UsageError`` for an output (the image, or a sweep's files) or log that cannot be written or is an input."""
+def guard_output(
+    path: Path, what: str, inputs: files.Inputs, args: argparse.Namespace,
+    owned: Callable[[Path], bool] = image_io.is_own_image,
+) -> None:
+    """``UsageError`` unless ``path`` may be written under ``nst_jax.files``' rules (``--overwrite`` relaxes the one
+    about files nst_jax did not write)."""
+    try:
+        files.check_output(path, what, inputs, owned=owned, overwrite=args.overwrite)
+    except files.OutputError as error:
+        raise UsageError(str(error)) from None
+
+
+def check_log(args: argparse.Namespace, inputs: files.Inputs) -> None:
+    """``UsageError`` unless ``--log-json`` (if given) may be written: not an input or image of the run, and
+    absent or an nst_jax log (or ``--overwrite``)."""
+    if args.log_json is not None:
+        guard_output(args.log_json, "--log-json", inputs, args, owned=files.is_own_json)
+
+
+def check_outputs(
+    args: argparse.Namespace, outputs: Sequence[Path], *, snapshots_of: Sequence[Path] = (), iterations: int = 0
+) -> None:
+    """``UsageError`` for an output (the image, or a sweep's files), a snapshot of ``snapshots_of`` (every
+    ``--save-every`` up to ``iterations``) or the log that may not be written (``nst_jax.files``)."""
     output: Path = args.output
     if output.suffix.lower() not in image_io.SUPPORTED_SUFFIXES:
         raise UsageError(
@@ -379,12 +424,14 @@ def check_outputs(args: argparse.Namespace, outputs: Sequence[Path]) -> None:
         )
     if args.bit_depth == 16 and output.suffix.lower() != ".png":
         raise UsageError(f"--bit-depth 16 needs a .png output, not '{output.suffix}'")
+    inputs = run_inputs(args)
     for path in outputs:
-        _check_directory(path, "output")
-        for source in input_paths(args):
-            if same_file(path, source):
-                raise UsageError(f"output '{path}' is also an input image; choose another output file")
-    check_log(args, [*outputs, *input_paths(args)])
+        guard_output(path, "output", inputs, args)
+    if args.save_every is not None:
+        for base in snapshots_of:
+            for path in existing_snapshots(base, args.save_every, iterations):
+                guard_output(path, f"snapshot (--save-every {args.save_every})", inputs, args)
+    check_log(args, [*inputs, *((path, "an image this run writes") for path in outputs)])
 
 
 def check_blend_weights(config: StyleConfig, styles: Sequence[Path]) -> None:
@@ -401,9 +448,8 @@ def check_mode(args: argparse.Namespace, lists: dict[str, tuple[float, ...]]) ->
     if args.batch is None:
         if args.content is None:
             raise UsageError("give a CONTENT image and at least one STYLE image (or --batch DIR_OR_GLOB STYLE ...)")
-        for flag, given in (("--batch-format", args.batch_format is not None), ("--overwrite", args.overwrite)):
-            if given:
-                raise UsageError(f"{flag} applies only with --batch")
+        if args.batch_format is not None:
+            raise UsageError("--batch-format applies only with --batch")
         return
     if lists:
         raise UsageError(
@@ -423,6 +469,17 @@ def check_single_only(args: argparse.Namespace, lists: dict[str, tuple[float, ..
             raise UsageError(f"{_flag(field)} works for one image only, not with {form}")
 
 
+def checked_shape(args: argparse.Namespace, config: StyleConfig) -> tuple[int, int]:
+    """The content's (height, width), read from its header, after checking that it and the styles are large
+    enough at every size of the run (``UsageError`` naming the option to change)."""
+    try:
+        shape = image_io.image_size(args.content)
+        check_shapes(shape, config, styles=len(args.styles))
+    except ValueError as error:  # ConfigError and image_io.ImageError are ValueErrors
+        raise UsageError(user_message(error)) from None
+    return shape
+
+
 def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarray, list[np.ndarray]]:
     """Content and styles sized for ``config`` (``UsageError`` if unreadable or too small); checks ``--init``."""
     try:
@@ -430,7 +487,33 @@ def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarr
             image_io.load_image(config.init)
         return prepare_images(args.content, list(args.styles), config)
     except ValueError as error:  # image_io.ImageError is a ValueError
-        raise UsageError(str(error)) from None
+        raise UsageError(user_message(error)) from None
+
+
+def _gib(count: int) -> str:
+    """Bytes in GiB, for messages."""
+    return f"{count / 2**30:.1f} GiB"
+
+
+def check_memory(
+    args: argparse.Namespace, config: StyleConfig, shape: Sequence[int], device: jax.Device | None, *, what: str = ""
+) -> None:
+    """``UsageError`` if one image of the run (content of ``shape``) needs more memory than ``device`` has free,
+    naming the largest --image-size (and --style-scale) that fits; skipped with --skip-memory-check."""
+    if args.skip_memory_check:
+        return
+    device = device or jax.local_devices()[0]
+    free = memory.available_bytes(device)
+    needed = memory.run_needs(shape, config)
+    if needed <= free:
+        return
+    scale, size = memory.largest_style_scale(shape, config, free), memory.largest_image_size(shape, config, free)
+    hints = [f"the largest --style-scale that fits is {scale:g}"] if scale is not None else []
+    hints += [f"the largest --image-size that fits is {size}"] if size is not None else []
+    raise UsageError(
+        f"{what}this run needs about {_gib(needed)} of {device.platform.upper()} memory but {_gib(free)} is free: "
+        f"{' and '.join(hints) or 'not even a 16-pixel image fits'}; --skip-memory-check runs it anyway"
+    )
 
 
 def select_device(device: str | None) -> jax.Device | None:
@@ -478,10 +561,11 @@ def progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
-def save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm) -> None:
+def save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm, iteration: int) -> None:
     """Write one snapshot; a failure is a warning, not the end of the run."""
     try:
-        image_io.save_image(path, np.clip(image, 0.0, 1.0), bit_depth=bit_depth)
+        metadata = {"nst_jax:status": "snapshot", "nst_jax:iterations": str(iteration)}
+        image_io.save_image(path, np.clip(image, 0.0, 1.0), bit_depth=bit_depth, metadata=metadata)
     except image_io.ImageError as error:
         bar.write(f"{PROG}: warning: snapshot not saved: {error}", file=sys.stderr)
 
@@ -494,7 +578,7 @@ def progress_callback(bar: tqdm, output: Path, save_every: int | None, bit_depth
         bar.update(progress.iteration - bar.n)
         if save_every and progress.iteration % save_every == 0:
             path = snapshot_path(output, progress.iteration)
-            save_snapshot(path, np.asarray(progress.image, np.float32), bit_depth, bar)
+            save_snapshot(path, np.asarray(progress.image, np.float32), bit_depth, bar, progress.iteration)
 
     return callback
 
@@ -520,15 +604,50 @@ def log_record(result: StyleResult, output: Path, wall: float) -> dict[str, Any]
     }
 
 
-def write_log(path: Path | None, record: dict[str, Any]) -> None:
-    """Write the ``--log-json`` record, if asked for."""
-    if path is not None:
-        path.write_text(json.dumps(record, indent=1) + "\n")
+def write_log(path: Path | None, record: dict[str, Any]) -> bool:
+    """Write the ``--log-json`` record atomically, if asked for; False (after an error line) if it failed."""
+    if path is None:
+        return True
+    try:
+        files.write_json(path, record)
+    except OSError as error:
+        print(f"{PROG}: error: cannot write --log-json '{path}': {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
+
+
+def save_result(result: StyleResult, output: Path, bit_depth: int) -> bool:
+    """Save ``result`` unless no iteration finished (its image would be the untouched start, and an existing
+    output must not be replaced by that); False (after an error line) if the image could not be written."""
+    if result.iterations == 0:
+        return True
+    try:
+        result.save(output, bit_depth=bit_depth)
+    except image_io.ImageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def nothing_finished(result: StyleResult) -> str:
+    """Why a run that finished no iteration stopped, and what to do, for messages."""
+    if result.status == "interrupted":
+        return "interrupted before the first iteration finished"
+    if not math.isfinite(result.final_losses.total):
+        return ("the loss is NaN or infinite at the starting image, before any iteration: the loss weights are too "
+                "large for float32 (lower --content-weight, --style-weight or --tv-weight) or the VGG19 weights "
+                "file is broken")
+    return ("the first iteration made the loss NaN or infinite: lower --learning-rate (adam) or the loss weights, "
+            "or try --optimizer lbfgsb")
 
 
 def _report(result: StyleResult, output: Path, wall: float) -> int:
     """Print how the run ended and return its exit code."""
-    iterations, total = result.iterations, result.config.iterations
+    iterations, total = result.iterations, result.config.total_iterations
+    if iterations == 0:
+        verb = "interrupted" if result.status == "interrupted" else "error"
+        print(f"{PROG}: {verb}: {nothing_finished(result)}; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_FAILED
     if result.status == "non-finite":
         print(
             f"{PROG}: error: the loss became NaN or infinite after {iterations} of {total} iterations; saved the "
@@ -548,26 +667,73 @@ def _report(result: StyleResult, output: Path, wall: float) -> int:
 
 
 def run_single(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
-    """One content image: check outputs, load, stylize, save and report; returns the exit code."""
-    check_outputs(args, [args.output])
+    """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
+    check_outputs(args, [args.output], snapshots_of=[args.output], iterations=config.total_iterations)
     device = select_device(args.device)
+    shape = checked_shape(args, config)
+    check_memory(args, config, shape, device)
     content, styles = load_inputs(args, config)
     with on_device(device):
         weights = load_weights_loudly(args.weights)
         with progress_bar(config.total_iterations, "it", args.quiet) as bar:
             callback = progress_callback(bar, args.output, args.save_every, args.bit_depth)
             result = stylize(content, styles, weights=weights, config=config, callback=callback)
-    try:
-        result.save(args.output, bit_depth=args.bit_depth)
-    except image_io.ImageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    saved = save_result(result, args.output, args.bit_depth)
     wall = time.perf_counter() - start
-    write_log(args.log_json, log_record(result, args.output, wall))
-    return _report(result, args.output, wall)
+    logged = write_log(args.log_json, log_record(result, args.output, wall))
+    if not saved:
+        return EXIT_FAILED
+    code = _report(result, args.output, wall)
+    return EXIT_FAILED if code == EXIT_OK and not logged else code
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM while a command runs: the first raises ``KeyboardInterrupt``, which ends the
+    optimization with what is finished; later ones are held off with a note, so that the saving completes (by
+    default a second Ctrl-C would abort it and lose every finished iteration). Installed only in the main thread,
+    where Python delivers signals.
+
+    ``process``: the command is the whole process (``python -m nst_jax``, ``nst-jax``), so after a first signal
+    the later ones stay held off until it exits (JAX's exit handlers must not end in a traceback either); else
+    the previous handlers come back when the block ends (the command called from Python, as the tests do).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, prog: str = PROG, *, process: bool = False) -> None:
+        self.prog = prog
+        self.process = process
+        self.received: int | None = None
+        self._noted = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.process and self.received is not None:
+            return
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = number
+            if number == signal.SIGTERM:
+                print(f"{self.prog}: SIGTERM received: stopping and saving what is finished", file=sys.stderr)
+            raise KeyboardInterrupt
+        if not self._noted:
+            self._noted = True
+            print(f"{self.prog}: saving what is finished, one moment", file=sys.stderr)
+
+    def exit_code(self, code: int) -> int:
+        """``code``, with an interruption by SIGTERM reported as 143 (128 + 15) rather than 130."""
+        return EXIT_TERMINATED if code == EXIT_INTERRUPTED and self.received == signal.SIGTERM else code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -588,21 +754,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run the command line (``argv`` None: the process's own arguments); returns the process exit code."""
+    process, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
         from nst_jax import cli_reconstruct
 
-        return cli_reconstruct.main(argv[1:])
+        return cli_reconstruct.main(argv[1:], process=process)
     try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    try:
-        return run(args)
-    except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted before the final image was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_guarded(PROG, run, args, process=process, interrupted="interrupted before the final image was saved")
+
+
+def run_guarded(
+    prog: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, process: bool, interrupted: str
+) -> int:
+    """``run(args)`` under ``StopSignals``: a ``UsageError`` is one error line (exit 2), an interruption that
+    escapes the run's own handling the line ``interrupted`` (exit 130, 143 for SIGTERM)."""
+    with StopSignals(prog, process=process) as stop:
+        try:
+            code = run(args)
+        except UsageError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"{prog}: {interrupted}", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+    return stop.exit_code(code)

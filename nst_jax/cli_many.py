@@ -31,25 +31,31 @@ from nst_jax.cli import (
     UsageError,
     check_blend_weights,
     check_log,
+    check_memory,
     check_outputs,
+    checked_shape,
+    guard_output,
     init_paths,
     load_inputs,
     load_weights_loudly,
     log_record,
+    nothing_finished,
     on_device,
     progress_bar,
-    same_file,
+    run_inputs,
     save_snapshot,
     select_device,
     snapshot_path,
     style_paths,
+    user_message,
     write_log,
 )
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
+from nst_jax.files import same_file
 from nst_jax.optimize import Progress
 from nst_jax.sweep import BatchItem, BatchPlan, gather, stylize_batch, stylize_sweep
-from nst_jax.transfer import StyleResult, check_size, content_shape
+from nst_jax.transfer import StyleResult, check_shapes
 
 
 # --------------------------------------------------------------------------- weight sweeps
@@ -136,7 +142,8 @@ def sweep_callbacks(
         if state["snapshots"] and progress.iteration % state["snapshots"] == 0:
             images = gather(progress.image)
             for path, image in zip(paths, images):  # padding members (beyond len(paths)) dropped
-                save_snapshot(snapshot_path(path, progress.iteration), np.asarray(image, np.float32), bit_depth, bar)
+                save_snapshot(snapshot_path(path, progress.iteration), np.asarray(image, np.float32), bit_depth, bar,
+                              progress.iteration)
 
     return on_plan, callback
 
@@ -155,8 +162,10 @@ def run_sweep(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tu
     """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
     paths, grid = member_paths(args.output, lists), grid_path(args.output)
     configs = member_configs(config, lists)
-    check_outputs(args, [*paths, grid])
+    check_outputs(args, [*paths, grid], snapshots_of=paths, iterations=config.iterations)
     device = select_device(args.device)
+    shape = checked_shape(args, config)
+    check_memory(args, config, shape, device, what="one member of ")
     content, styles = load_inputs(args, config)
     with on_device(device):
         weights = load_weights_loudly(args.weights)
@@ -170,7 +179,10 @@ def run_sweep(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tu
     written, diverged, code = [], [], EXIT_OK
     for path, label, result in zip(paths, labels, results):
         if result.status == "non-finite":
-            diverged.append(f"{path.name} ({_one_line(label)})")
+            start_hint = f": {nothing_finished(result)}" if result.iterations == 0 else ""
+            diverged.append(f"{path.name} ({_one_line(label)}){start_hint}")
+            continue
+        if result.iterations == 0:  # interrupted before the first iteration: the image is the untouched start
             continue
         try:
             result.save(path, bit_depth=args.bit_depth)
@@ -181,21 +193,23 @@ def run_sweep(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tu
     tiles = [label + ("\n(NaN/inf: not written)" if result.status == "non-finite" else "")
              for label, result in zip(labels, results)]
     try:
-        if results:
+        if any(result.iterations for result in results):  # else every tile is the untouched start
             sheet = contact_sheet([result.image for result in results], tiles, columns=_sweep_columns(len(results)))
             image_io.save_image(grid, sheet)
+            written.append(grid)
     except image_io.ImageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         code = EXIT_FAILED
     wall = time.perf_counter() - start
-    write_log(args.log_json, {
+    logged = write_log(args.log_json, {
         "sweep": {field: list(values) for field, values in lists.items()},
         "members": [{**log_record(result, path, wall), "label": _one_line(label), "written": path in written}
                     for path, label, result in zip(paths, labels, results)],
         "contact_sheet": str(grid),
         "wall_s": wall,
     })
-    return _report_sweep(results, paths, written, diverged, grid, wall, code)
+    code = _report_sweep(results, paths, written, diverged, grid, wall, code)
+    return EXIT_FAILED if code == EXIT_OK and not logged else code
 
 
 def _report_sweep(
@@ -208,9 +222,13 @@ def _report_sweep(
             print(f"wrote {path}: {result.iterations} iterations, loss {result.final_losses.total:.6g}")
     if any(result.status == "interrupted" for result in results):
         iterations = min(result.iterations for result in results if result.status == "interrupted")
+        if not written:
+            print(f"{PROG}: interrupted before the first iteration finished; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        members = sum(path in written for path in paths)
         print(
             f"{PROG}: interrupted at iteration {iterations} of {results[0].config.iterations}; saved the current "
-            f"images of {len(written)} of {len(paths)} weightings ({paths[0].parent}) and the contact sheet {grid}",
+            f"images of {members} of {len(paths)} weightings ({paths[0].parent}) and the contact sheet {grid}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -222,7 +240,8 @@ def _report_sweep(
             file=sys.stderr,
         )
         code = EXIT_FAILED
-    print(f"wrote {grid}: contact sheet of {len(results)} weightings, {wall:.1f} s")
+    if grid in written:
+        print(f"wrote {grid}: contact sheet of {len(results)} weightings, {wall:.1f} s")
     return code
 
 
@@ -237,6 +256,23 @@ def find_contents(pattern: str) -> list[Path]:
     else:
         candidates = [Path(path) for path in glob.glob(os.path.expanduser(pattern), recursive=True)]
     return sorted(path for path in candidates if path.is_file() and not path.name.startswith("."))
+
+
+def outside_output_folder(candidates: Sequence[Path], folder: Path, suffix: str) -> list[Path]:
+    """``candidates`` without the files inside the output ``folder``: a glob such as ``DIR/**/*.jpg`` with
+    ``-o DIR/out`` would take a previous run's outputs as contents, and a resumed run would never end.
+    ``UsageError`` for a file there that is not nst_jax's and that its own output would replace."""
+    if not folder.is_dir():
+        return list(candidates)
+    inside = folder.resolve()
+    kept = []
+    for path in candidates:
+        if inside not in path.resolve().parents:
+            kept.append(path)
+        elif not image_io.is_own_image(path) and same_file(path, folder / f"{path.stem}.{suffix}"):
+            raise UsageError(f"output '{folder / path.name}' would overwrite the input image '{path}'; choose another "
+                             "-o")
+    return kept
 
 
 def batch_outputs(contents: Sequence[Path], folder: Path, suffix: str) -> list[Path]:
@@ -266,10 +302,13 @@ def _check_batch_folder(folder: Path) -> None:
         raise UsageError(f"output folder '{existing}' is not writable")
 
 
-def check_batch(
-    args: argparse.Namespace, contents: Sequence[Path], outputs: Sequence[Path], styles: Sequence[Path]
-) -> None:
-    """``UsageError`` for a ``--batch`` output folder, output or log that cannot be written or is an input."""
+def batch_inputs(args: argparse.Namespace, contents: Sequence[Path]) -> list[tuple[Path, str]]:
+    """Every file a ``--batch`` run reads, each with what it is."""
+    return [*((content, "a content image") for content in contents), *run_inputs(args)]
+
+
+def check_batch_folders(args: argparse.Namespace) -> None:
+    """``UsageError`` for an output folder that cannot be made or is the ``--batch`` folder."""
     _check_batch_folder(args.output)
     if args.bit_depth == 16 and args.batch_format == "jpg":
         raise UsageError("--bit-depth 16 needs --batch-format png")
@@ -278,14 +317,39 @@ def check_batch(
         raise UsageError(
             f"output folder '{args.output}' is the --batch folder; its outputs would be read as contents next time"
         )
-    inputs = [*contents, *styles, *init_paths(args.init)]
+
+
+def check_batch(args: argparse.Namespace, contents: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """``UsageError`` for a ``--batch`` output or log that may not be written (``nst_jax.files``): an output that
+    is an input, a folder, a device; an existing output nst_jax did not write is skipped later (``split_finished``)
+    unless --overwrite."""
+    inputs = batch_inputs(args, contents)
     for output in outputs:
-        if output.is_dir():
-            raise UsageError(f"output '{output}' is a directory")
-        for source in inputs:
+        for source, label in inputs:
             if same_file(output, source):
-                raise UsageError(f"output '{output}' would overwrite the input image '{source}'; choose another -o")
-    check_log(args, [*outputs, *inputs])
+                raise UsageError(f"output '{output}' would overwrite the input image '{source}' ({label}); choose "
+                                 "another -o")
+        if args.output.is_dir():
+            guard_output(output, "output", inputs, args, owned=lambda path: True)  # folders, devices, FIFOs
+    check_log(args, [*inputs, *((output, "an image this run writes") for output in outputs)])
+
+
+def split_finished(
+    contents: Sequence[Path], outputs: Sequence[Path], overwrite: bool
+) -> tuple[dict[Path, Path], list[Path], dict[Path, str]]:
+    """The contents to do (with their outputs), the outputs already written by nst_jax (a resumed run skips them),
+    and the contents skipped because a file nst_jax did not write has their output's name (--overwrite: none)."""
+    todo: dict[Path, Path] = {}
+    finished: list[Path] = []
+    foreign: dict[Path, str] = {}
+    for content, output in zip(contents, outputs):
+        if overwrite or not output.exists():
+            todo[content] = output
+        elif image_io.is_own_image(output):
+            finished.append(output)
+        else:
+            foreign[content] = f"'{output}' exists and was not written by nst_jax (--overwrite replaces it)"
+    return todo, finished, foreign
 
 
 def check_batch_styles(config: StyleConfig, styles: Sequence[Path]) -> None:
@@ -297,19 +361,21 @@ def check_batch_styles(config: StyleConfig, styles: Sequence[Path]) -> None:
         raise UsageError(str(error)) from None
 
 
-def style_size_problems(contents: Sequence[Path], config: StyleConfig) -> dict[Path, str]:
-    """Contents whose styles, resized to their size times ``--style-scale``, would be too small, with the reason."""
+def content_problems(args: argparse.Namespace, contents: Sequence[Path], config: StyleConfig) -> dict[Path, str]:
+    """Contents too small (or their styles) at their size, or whose run would not fit in memory, with the reason in
+    the options' names (an unreadable content is left to ``stylize_batch``, which says why)."""
     problems: dict[Path, str] = {}
     for content in contents:
         try:
-            height, width = content_shape(np.empty(image_io.image_size(content) + (0,)), config.image_size)
-            check_size(np.empty((height, width, 0)), config, "content image")
-        except ValueError:
-            continue  # unreadable or too small: stylize_batch skips it with its own reason
-        style = np.empty((max(1, round(height * config.style_scale)), max(1, round(width * config.style_scale)), 0))
+            shape = image_io.image_size(content)
+        except image_io.ImageError:
+            continue
         try:
-            check_size(style, config, "the style image", style_only=True)
-        except ValueError as error:
+            check_shapes(shape, config)
+            check_memory(args, config, shape, None)
+        except ValueError as error:  # a ConfigError
+            problems[content] = user_message(error)
+        except UsageError as error:
             problems[content] = str(error)
     return problems
 
@@ -366,36 +432,39 @@ def run_many(args: argparse.Namespace, config: StyleConfig, start: float) -> int
     """``--batch``: stylize every content image not yet written, grouped by size; returns the exit code."""
     styles = style_paths(args)
     check_blend_weights(config, styles)
-    contents = find_contents(args.batch)
+    check_batch_folders(args)
+    suffix = args.batch_format or BATCH_FORMATS[0]
+    contents = outside_output_folder(find_contents(args.batch), args.output, suffix)
     if not contents:
         raise UsageError(
             f"--batch '{args.batch}' matches no image files (give a folder holding {', '.join(BATCH_SUFFIXES)} "
             "files, or a glob pattern such as 'photos/*.jpg')"
         )
-    outputs = batch_outputs(contents, args.output, args.batch_format or BATCH_FORMATS[0])
-    check_batch(args, contents, outputs, styles)
+    outputs = batch_outputs(contents, args.output, suffix)
+    check_batch(args, contents, outputs)
     check_batch_styles(config, styles)
-    todo = {c: o for c, o in zip(contents, outputs) if args.overwrite or not o.exists()}
-    if len(todo) < len(contents):
-        print(f"{PROG}: skipping {len(contents) - len(todo)} already written in {args.output} "
-              "(--overwrite redoes them)", file=sys.stderr)
-    if not todo:
+    todo, finished, foreign = split_finished(contents, outputs, args.overwrite)
+    if finished:
+        print(f"{PROG}: skipping {len(finished)} already written in {args.output} (--overwrite redoes them)",
+              file=sys.stderr)
+    if not todo and not foreign:
         print(f"nothing to do: all {len(contents)} images are in {args.output}")
         return EXIT_OK
     device = select_device(args.device)
     with on_device(device):
-        weights = load_weights_loudly(args.weights)
+        weights = load_weights_loudly(args.weights) if todo else None
     try:
         args.output.mkdir(exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output folder '{args.output}': {error.strerror or error}") from None
     outcomes: list[BatchOutcome] = []
     interrupted = False
-    with on_device(device), progress_bar(len(todo), "img", args.quiet) as bar:
-        for content, reason in style_size_problems(list(todo), config).items():
+    outputs_of = {**todo, **{content: output for content, output in zip(contents, outputs) if content in foreign}}
+    with on_device(device), progress_bar(len(todo) + len(foreign), "img", args.quiet) as bar:
+        for content, reason in [*foreign.items(), *content_problems(args, list(todo), config).items()]:
             bar.update(1)
             bar.write(f"{PROG}: warning: skipping {content}: {reason}", file=sys.stderr)
-            outcomes.append(BatchOutcome(content, todo[content], "skipped", reason))
+            outcomes.append(BatchOutcome(content, outputs_of[content], "skipped", reason))
         skipped = {outcome.content for outcome in outcomes}
         on_done = batch_saver(bar, todo, args.bit_depth, outcomes)
 
@@ -403,16 +472,17 @@ def run_many(args: argparse.Namespace, config: StyleConfig, start: float) -> int
             if plan.split and not bar.disable:
                 bar.write(f"{PROG}: {plan.describe()}", file=sys.stderr)
 
+        remaining = [content for content in todo if content not in skipped]
         try:
-            stylize_batch([c for c in todo if c not in skipped], styles, config=config, weights=weights,
-                          on_done=on_done, on_plan=on_plan)
+            if remaining:
+                stylize_batch(remaining, styles, config=config, weights=weights, on_done=on_done, on_plan=on_plan)
         except KeyboardInterrupt:
             interrupted = True
     wall = time.perf_counter() - start
-    write_log(args.log_json, {"batch": [batch_record(outcome, wall) for outcome in outcomes],
-                               "already_written": [str(o) for c, o in zip(contents, outputs) if c not in todo],
-                               "wall_s": wall})
-    return _report_batch(outcomes, len(todo), interrupted, args.output, wall)
+    logged = write_log(args.log_json, {"batch": [batch_record(outcome, wall) for outcome in outcomes],
+                                       "already_written": [str(output) for output in finished], "wall_s": wall})
+    code = _report_batch(outcomes, len(todo) + len(foreign), interrupted, args.output, wall)
+    return EXIT_FAILED if code == EXIT_OK and not logged else code
 
 
 def _report_batch(outcomes: Sequence[BatchOutcome], total: int, interrupted: bool, folder: Path, wall: float) -> int:

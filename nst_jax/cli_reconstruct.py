@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nst_jax import image_io
+from nst_jax.argparsing import OneLineParser
 from nst_jax.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -29,12 +30,17 @@ from nst_jax.cli import (
     UsageError,
     add_run_options,
     add_style_option,
+    check_memory,
     comma_names,
+    guard_output,
     load_weights_loudly,
+    nothing_finished,
     on_device,
     progress_bar,
+    run_guarded,
     select_device,
-    with_flags,
+    user_message,
+    weights_path,
 )
 from nst_jax.config import LBFGS_BACKENDS, OPTIMIZERS, StyleConfig
 from nst_jax.losses import LOSS_FORMS
@@ -68,7 +74,7 @@ exit codes: 0 done, 1 a reconstruction's loss became NaN/inf or an image could n
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``reconstruct`` argument parser; optimizer options and their defaults mirror ``StyleConfig``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"{PROG} reconstruct",
         description="Reconstruct an image from white noise by one VGG19 layer's content loss at a time (content), "
         "or synthesize its texture by the style loss of growing layer sets (style): Gatys et al. 2016, figure 1.",
@@ -113,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
     try:
         return StyleConfig(**{field: getattr(args, field) for field in fields})
     except ValueError as error:
-        raise UsageError(with_flags(str(error))) from None
+        raise UsageError(user_message(error)) from None
 
 
 def layer_sets(kind: str, layers: Sequence[str] | None) -> list[tuple[str, ...]]:
@@ -144,13 +150,26 @@ def prepare_folder(folder: Path) -> None:
         folder.mkdir()
 
 
-def check_image(args: argparse.Namespace, config: StyleConfig, sets: Sequence[tuple[str, ...]]) -> np.ndarray:
-    """IMAGE at the reconstructions' size (``UsageError`` if unreadable, too small, or a layer name is unknown)."""
+def check_outputs(args: argparse.Namespace, paths: Sequence[Path], grid: Path) -> None:
+    """``UsageError`` for a reconstruction or the grid that may not be written (``nst_jax.files``)."""
+    if not args.output.is_dir():
+        return  # prepare_folder makes it, empty
+    inputs = [(args.image, "IMAGE"), (weights_path(args), "the VGG19 weights file")]
+    for path in [*paths, grid]:
+        guard_output(path, "output", inputs, args)
+
+
+def check_image(
+    args: argparse.Namespace, config: StyleConfig, sets: Sequence[tuple[str, ...]], device: object
+) -> np.ndarray:
+    """IMAGE at the reconstructions' size (``UsageError`` if unreadable, too small, too large for memory, or a layer
+    name is unknown)."""
     try:
         union = union_config(args.kind, config, sets)
+        check_memory(args, union, image_io.image_size(args.image), device)
         content, _ = prepare_images(args.image, args.image, union)
-    except ValueError as error:  # image_io.ImageError is a ValueError
-        raise UsageError(with_flags(str(error)).replace("content image", "IMAGE")) from None
+    except ValueError as error:  # ConfigError and image_io.ImageError are ValueErrors
+        raise UsageError(user_message(error).replace("the content image", "IMAGE")) from None
     return content
 
 
@@ -178,6 +197,10 @@ def saver(paths: dict[tuple[str, ...], Path], bit_depth: int, failed: list[str])
 
     def on_done(reconstruction: Reconstruction) -> None:
         path, result = paths[reconstruction.layers], reconstruction.result
+        if result.iterations == 0:  # its image is the untouched start: nothing to save
+            if result.status == "non-finite":
+                failed.append(f"{reconstruction.label}: {nothing_finished(result)}; not written")
+            return
         if result.status == "non-finite":
             failed.append(f"{reconstruction.label}: the loss became NaN or infinite (last finite image saved)")
         try:
@@ -194,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     sets = layer_sets(args.kind, args.layers)
     paths, grid = output_paths(args.output, args.kind, sets)
+    check_outputs(args, paths, grid)
     device = select_device(args.device)
-    original = check_image(args, config, sets)
+    original = check_image(args, config, sets, device)
     prepare_folder(args.output)
     reconstruct = reconstruct_content if args.kind == "content" else reconstruct_style
     layers = [s[0] for s in sets] if args.kind == "content" else sets
@@ -210,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 callback=bar_callback(bar, config.iterations),
                 on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
             )
-    if done:
+    if any(r.result.iterations for r in done):  # else every tile is the untouched start
         try:
             image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
         except image_io.ImageError as error:
@@ -228,23 +252,17 @@ def report(
     finished = [r for r in done if r.result.status != "interrupted"]
     if len(finished) < total:
         print(f"{PROG} reconstruct: interrupted; {len(finished)} of {total} reconstructions finished, saved in "
-              f"{args.output} with the grid (an interrupted one is saved as it stood)", file=sys.stderr)
+              f"{args.output} with the grid (an interrupted one is saved as it stood if it finished an iteration)",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"wrote {total} {args.kind} reconstructions and {grid} ({wall:.1f} s)")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``reconstruct``; returns the process exit code."""
+def main(argv: Sequence[str] | None = None, *, process: bool = False) -> int:
+    """Run ``reconstruct``; returns the process exit code (``process``: see ``StopSignals``)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    try:
-        return run(args)
-    except UsageError as error:
-        print(f"{PROG} reconstruct: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG} reconstruct: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_guarded(f"{PROG} reconstruct", run, args, process=process, interrupted="interrupted")

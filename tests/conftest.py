@@ -87,3 +87,19 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "style2": save_random_image(folder / "style2.png", 40, 40, seed=3),
         "text": text,
     }
+
+
+@pytest.fixture
+def interrupt_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the first compiled chunk runs: no iteration of any run finishes."""
+    from nst_jax import optimize
+
+    real = optimize.compile_solver
+
+    def interrupted_in_the_first_chunk(*args, **kwargs):
+        def chunk(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        return real(*args, **kwargs)._replace(chunk=chunk)
+
+    monkeypatch.setattr(optimize, "compile_solver", interrupted_in_the_first_chunk)

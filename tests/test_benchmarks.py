@@ -21,7 +21,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE = 32
 ITERATIONS = 2
 
-TOP_KEYS = {"label", "weights", "settings", "environment", "rows", "ratios"}
+TOP_KEYS = {"software", "label", "weights", "settings", "environment", "rows", "ratios"}
 ROW_KEYS = {
     "implementation", "backend", "device", "size", "optimizer", "iterations", "evaluations", "initial_evaluations",
     "loop_seconds", "loop_seconds_median", "ms_per_iteration", "call_seconds", "call_seconds_median",
@@ -146,6 +146,14 @@ def test_non_positive_counts_are_refused(capsys):
     assert "must be positive" in capsys.readouterr().err
 
 
+def test_json_report_never_replaces_a_file_nst_jax_did_not_write(tmp_path, capsys):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}\n')
+    assert compare.main(["--size", "16", "--json", str(notes)]) == 2  # refused before anything is timed
+    assert "exists and was not written by nst_jax; choose another file or remove it" in capsys.readouterr().err
+    assert notes.read_text() == '{"mine": true}\n'
+
+
 def test_torch_lbfgs_counts_iterations_and_evaluations(vgg_weights):
     config = StyleConfig(image_size=SIZE, iterations=5, optimizer="lbfgs", init="content")
     content, styles = prepare_images(EXAMPLES / "content.jpg", EXAMPLES / "style.jpg", config)
@@ -189,6 +197,7 @@ def test_multiscale_benchmark_prints_and_writes_its_measurements(tmp_path, weigh
     assert multiscale.main(argv) == 0
     printed = capsys.readouterr().out
     measured = json.loads(out.read_text())
+    assert measured.pop("software") == "nst_jax"
     assert list(measured) == ["32,48 px, 2+2 its", "48 px, 4 its", "48 px, 2 its"]
     for name, run in measured.items():
         assert run["status"] == "completed" and run["seconds"] > 0 and run["evaluations"] >= 2

@@ -6,17 +6,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import h5py
 import jax
+import numpy as np
 import pytest
 from PIL import Image
 
 from convert_weights.cli import main as convert_main
 from conftest import save_random_image
-from nst_jax import StyleConfig, cli
+from nst_jax import StyleConfig, cli, memory
 from nst_jax.image_io import read_png_metadata
 from nst_jax.weights import file_sha256
 
@@ -212,6 +217,156 @@ def test_unexpected_errors_keep_their_traceback(tmp_path, inputs, weights_file, 
         cli.main(_argv(inputs, tmp_path / "out.png", weights_file))
 
 
+# --------------------------------------------------------------------------- never destroy what the user has
+
+
+def _huge_weights(source: Path, target: Path) -> Path:
+    """A copy of ``source`` whose first kernel is 1e30 times larger: finite, but the loss is infinite at once."""
+    target.write_bytes(source.read_bytes())
+    with h5py.File(target, "r+") as handle:
+        kernel = handle["conv1_1/kernel"][()]
+        del handle["conv1_1/kernel"]
+        handle["conv1_1/kernel"] = kernel * np.float32(1e30)
+    return target
+
+
+def test_a_run_that_finishes_no_iteration_writes_no_image(tmp_path, inputs, weights_file, capsys):
+    """NaN at iteration 0 must not replace a good output with the untouched starting noise; it is a problem of the
+    inputs or weights, not of the learning rate, and the noise is no "last finite image"."""
+    out, log = tmp_path / "good.png", tmp_path / "log.json"
+    assert cli.main(_argv(inputs, out, weights_file)) == 0
+    good = out.read_bytes()
+    capsys.readouterr()
+    huge = _huge_weights(weights_file, tmp_path / "huge.h5")
+    assert cli.main(_argv(inputs, out, huge, "--log-json", str(log))) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "NaN or infinite at the starting image, before any iteration" in line and "weights" in line
+    assert "nothing was written" in line and "last finite image" not in line and "--learning-rate" not in line
+    assert out.read_bytes() == good
+    record = json.loads(log.read_text())
+    assert record["iterations"] == 0 and record["status"] == "non-finite" and record["software"] == "nst_jax"
+
+
+def test_ctrl_c_before_the_first_iteration_writes_no_image(tmp_path, inputs, weights_file, request, capsys):
+    out = tmp_path / "good.png"
+    assert cli.main(_argv(inputs, out, weights_file)) == 0
+    good = out.read_bytes()
+    capsys.readouterr()
+    request.getfixturevalue("interrupt_first_chunk")
+    assert cli.main(_argv(inputs, out, weights_file)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before the first iteration finished; nothing was written" in err
+    assert out.read_bytes() == good
+
+
+def test_outputs_nst_jax_did_not_write_need_overwrite(tmp_path, inputs, weights_file, capsys):
+    out = save_random_image(tmp_path / "out.png", 8, 8, seed=9)  # somebody's image
+    assert cli.main(_argv(inputs, out, weights_file)) == 2
+    assert "exists and was not written by nst_jax" in _one_error_line(capsys.readouterr().err)
+    assert cli.main(_argv(inputs, out, weights_file, "--overwrite")) == 0
+    assert read_png_metadata(out)["Software"] == "nst_jax"
+    assert cli.main(_argv(inputs, out, weights_file)) == 0  # its own output: replaced without asking
+
+
+def test_an_unwritable_log_is_an_error_not_a_traceback(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    """The log is written atomically, after the image: a folder removed meanwhile costs the log, not the image."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    real = cli.stylize
+
+    def stylize_then_remove_the_folder(*args, **kwargs):
+        result = real(*args, **kwargs)
+        folder.rmdir()
+        return result
+
+    monkeypatch.setattr(cli, "stylize", stylize_then_remove_the_folder)
+    out = tmp_path / "out.png"
+    assert cli.main(_argv(inputs, out, weights_file, "--log-json", str(folder / "log.json"))) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"nst-jax: error: cannot write --log-json '{folder / 'log.json'}'")
+    assert read_png_metadata(out)["nst_jax:status"] == "completed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_a_run_too_large_for_memory_is_refused_with_the_size_that_fits(tmp_path, inputs, weights_file, monkeypatch,
+                                                                       capsys):
+    budget = 2**30
+    monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
+    monkeypatch.setattr(cli, "load_weights", lambda *args: pytest.fail("weights loaded before the memory check"))
+    assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--image-size", "2048")) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    fits = int(re.search(r"the largest --image-size that fits is (\d+)", line).group(1))
+    args = cli.build_parser().parse_args(_argv(inputs, tmp_path / "out.png", weights_file))
+    config = cli.config_from_args(args)
+    shape = (40, 48)
+    assert memory.run_needs(shape, config.replace(image_size=fits)) <= budget < memory.run_needs(
+        shape, config.replace(image_size=fits + 1))
+    assert "--skip-memory-check" in line and not (tmp_path / "out.png").exists()
+
+
+def test_skip_memory_check_runs_anyway(tmp_path, inputs, weights_file, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
+    assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--skip-memory-check")) == 0
+
+
+class _SignallingBar(cli.tqdm):
+    """A progress bar that sends this process a real SIGINT after the first chunk, as Ctrl-C does."""
+
+    def update(self, n: float | None = 1) -> bool | None:
+        super().update(n)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the handler runs before this returns
+        raise AssertionError("SIGINT did not stop the run")
+
+
+def test_a_second_ctrl_c_waits_for_the_saving(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    """Pressing Ctrl-C twice must not throw away the finished iterations."""
+    monkeypatch.setattr(cli, "tqdm", _SignallingBar)
+    real_save = cli.StyleResult.save
+
+    def save_after_another_ctrl_c(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(cli.StyleResult, "save", save_after_another_ctrl_c)
+    out = tmp_path / "out.png"
+    handler = signal.getsignal(signal.SIGINT)
+    assert cli.main(_argv(inputs, out, weights_file)) == 130
+    err = capsys.readouterr().err
+    assert "saving what is finished" in err and "interrupted at iteration 2 of 4" in err and "Traceback" not in err
+    assert read_png_metadata(out)["nst_jax:status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is handler  # restored for the caller
+
+
+def test_sigterm_saves_the_current_image_and_exits_143(tmp_path, inputs, weights_file):
+    """A timeout, docker stop or Slurm preemption sends SIGTERM: treated like Ctrl-C."""
+    out = tmp_path / "out.png"
+    argv = [*map(str, _argv(inputs, out, weights_file)), "--iterations", "100000", "--save-every", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "nst_jax", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out_iter2.png").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no snapshot after 120 s"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    assert "SIGTERM" in err and "Traceback" not in err
+    metadata = read_png_metadata(out)
+    assert metadata["nst_jax:status"] == "interrupted" and int(metadata["nst_jax:iterations"]) >= 2
+
+
+def test_weights_hint_never_suggests_writing_a_device(tmp_path, inputs, capsys):
+    assert cli.main(_argv(inputs, tmp_path / "out.png", Path("/dev/null"))) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "-o /dev/null" not in line and "python -m convert_weights -o vgg19.h5" in line
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit 2
 
 
@@ -270,6 +425,50 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "log is the output": (["{content}", "{style}", "-o", "{out}", "--log-json", "{out}"], "--log-json"),
     "missing init image": (["{content}", "{style}", "-o", "{out}", "--init", "{tmp}/nope.png"], "no such file"),
     "init not an image": (["{content}", "{style}", "-o", "{out}", "--init", "{text}"], "not a recognised image"),
+    # Nothing a user owns is ever written (nst_jax.files), checked before anything slow.
+    "log is the weights file": (["{content}", "{style}", "-o", "{out}", "--log-json", "{weights}"], "weights file"),
+    "log is a file nst_jax did not write": (
+        ["{content}", "{style}", "-o", "{out}", "--log-json", "{text}"], "exists and was not written by nst_jax",
+    ),
+    "log is a FIFO": (["{content}", "{style}", "-o", "{out}", "--log-json", "{tmp}/fifo"], "is a FIFO"),
+    "log is a device": (["{content}", "{style}", "-o", "{out}", "--log-json", "/dev/null"], "is a device"),
+    "output is an image nst_jax did not write": (
+        ["{content}", "{style}", "-o", "{tmp}/init.png"], "exists and was not written by nst_jax",
+    ),
+    "a snapshot would be the content": (
+        ["{tmp}/photo_iter2.png", "{style}", "-o", "{tmp}/photo.png", "--save-every", "2", "--iterations", "4"],
+        "snapshot (--save-every 2) '{tmp}/photo_iter2.png' is also an input (the content image)",
+    ),
+    "a snapshot would replace an image nst_jax did not write": (
+        ["{content}", "{style}", "-o", "{tmp}/photo.png", "--save-every", "2", "--iterations", "4"],
+        "'{tmp}/photo_iter2.png' exists and was not written by nst_jax",
+    ),
+    # Numbers the device cannot hold, seeds that would wrap.
+    "content weight beyond float32": (["{content}", "{style}", "-o", "{out}", "--content-weight", "1e40"],
+                                      "--content-weight must be a non-negative number of at most 3.4e+38"),
+    "style weight beyond float32": (["{content}", "{style}", "-o", "{out}", "--style-weight", "1e39"], "3.4e+38"),
+    "tv weight beyond float32": (["{content}", "{style}", "-o", "{out}", "--tv-weight", "1e40"], "3.4e+38"),
+    "seed past 32 bits": (["{content}", "{style}", "-o", "{out}", "--seed", "4294967297"],
+                          "--seed must be an integer from 0 to 4294967295"),
+    "seed past 63 bits": (["{content}", "{style}", "-o", "{out}", "--seed", str(2**63)], "--seed must be"),
+    "negative seed": (["{content}", "{style}", "-o", "{out}", "--seed=-1"], "--seed must be"),
+    # Sizes at every scale, with a hint that can help, in the options' names.
+    "content too small at an early scale": (
+        ["{content}", "{style}", "-o", "{out}", "--scales", "8,32", "--image-size", "32"],
+        "the content image is 7x8 pixels at the --scales entry 8; layers up to relu5_1 need at least 16 pixels on "
+        "each side: make every entry of --scales at least 19",
+    ),
+    "style too small at an early scale": (
+        ["{content}", "{style}", "-o", "{out}", "--scales", "20,32", "--image-size", "32", "--style-scale", "0.9"],
+        "style image 1 is 15x18 pixels at the --scales entry 20 (the content's size times --style-scale 0.9); "
+        "layers up to relu5_1 need at least 16 pixels on each side: raise --style-scale to at least 0.912",
+    ),
+    "scales not ending at the image size": (
+        ["{content}", "{style}", "-o", "{out}", "--scales", "16,24"], "set --image-size to 24 or end --scales at 512",
+    ),
+    # argparse's own errors are one line too.
+    "unknown option": (["{content}", "{style}", "-o", "{out}", "--colour", "red"], "unrecognized arguments: --colour"),
+    "not a number": (["{content}", "{style}", "-o", "{out}", "--seed", "one"], "argument --seed: invalid int value"),
 }
 
 
@@ -281,19 +480,23 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     monkeypatch.setattr(cli, "load_weights", must_not_load)
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "link.png").symlink_to(inputs["content"])
+    os.mkfifo(tmp_path / "fifo")
     save_random_image(tmp_path / "init.png", 40, 40, seed=4)
+    save_random_image(tmp_path / "photo_iter2.png", 40, 48, seed=5)
     folder = inputs["style"].parent
     paths = {name: str(path) for name, path in inputs.items()}
-    paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"),
+    paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"), weights=str(weights_file),
                  style_via_parent=str(folder / ".." / folder.name / "style.png"))
     template, expected = BAD_INPUTS[case]
     argv = [arg.format(**paths) for arg in template]
+    before = {path: path.read_bytes() for path in [*tmp_path.iterdir(), weights_file] if path.is_file()}
     assert cli.main([*argv, "--weights", str(weights_file), "--quiet"]) == 2
     captured = capsys.readouterr()
     line = _one_error_line(captured.err)
-    assert expected in line
+    assert expected.format(**paths) in line
     assert captured.out == ""
     assert not (tmp_path / "out.png").exists()
+    assert {path: path.read_bytes() for path in before} == before
 
 
 def test_gpu_requested_without_one_is_exit_2(tmp_path, inputs, weights_file, capsys):

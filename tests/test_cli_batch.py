@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from conftest import save_random_image
-from nst_jax import StyleConfig, cli, cli_many, sweep
+from nst_jax import StyleConfig, cli, cli_many, memory
 from nst_jax.contact_sheet import (
     caption_font_size,
     contact_sheet,
@@ -273,10 +273,18 @@ def test_ctrl_c_during_a_sweep_saves_the_current_images(tmp_path, inputs, weight
     assert (tmp_path / "out_grid.png").exists()
 
 
+def test_sweep_interrupted_before_its_first_iteration_writes_nothing(tmp_path, inputs, weights_file,
+                                                                     interrupt_first_chunk, capsys):
+    argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
+    assert cli.main([str(arg) for arg in argv]) == 130
+    assert "interrupted before the first iteration finished; nothing was written" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sweep_split_to_fit_memory_writes_every_member_without_snapshots(
     tmp_path, inputs, weights_file, monkeypatch, capsys
 ):
-    monkeypatch.setattr(sweep, "device_memory_bytes", lambda device: 1)  # one member per run
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda device: 1)  # one member per run
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP,
             "--save-every", "2"]
     assert cli.main([str(arg) for arg in argv]) == 0
@@ -347,7 +355,7 @@ def test_batch_with_nothing_left_to_do_loads_nothing(batch_run, tmp_path, batch_
     monkeypatch.setattr(cli, "load_weights", must_not_load)
     out = tmp_path / "styled"
     shutil.copytree(batch_run[1], out)
-    (out / "broken.png").write_bytes(b"")  # as if broken.png had been written too
+    shutil.copy(out / "a.png", out / "broken.png")  # as if broken.png had been written too
     run = _main(["--batch", batch_folder, inputs["style"], "-o", out, *FAST])
     assert run.code == 0 and "skipping 4 already written" in run.err and run.out.startswith("nothing to do")
 
@@ -376,6 +384,48 @@ def test_batch_with_no_image_written_exits_1(tmp_path, inputs, weights_file):
     assert run.out.startswith("wrote 0 of 1 images, skipped 1")
 
 
+def test_batch_leaves_files_nst_jax_did_not_write_alone(tmp_path, inputs, weights_file):
+    contents, out = tmp_path / "contents", tmp_path / "styled"
+    contents.mkdir(), out.mkdir()
+    save_random_image(contents / "a.png", 40, 48, seed=11)
+    save_random_image(contents / "b.png", 40, 48, seed=12)
+    theirs = save_random_image(out / "a.png", 8, 8, seed=13)  # somebody's file where a.png's output would go
+    before = theirs.read_bytes()
+    run = _main(["--batch", contents, inputs["style"], "-o", out, "--weights", weights_file, *FAST])
+    assert run.code == 0, run.err
+    assert f"skipping {contents / 'a.png'}: '{out / 'a.png'}' exists and was not written by nst_jax" in run.err
+    assert theirs.read_bytes() == before and read_png_metadata(out / "b.png")["nst_jax:status"] == "completed"
+    run = _main(["--batch", contents, inputs["style"], "-o", out, "--weights", weights_file, *FAST, "--overwrite"])
+    assert run.code == 0 and read_png_metadata(out / "a.png")["nst_jax:status"] == "completed"
+
+
+def test_batch_content_too_small_is_skipped_with_the_option_to_change(tmp_path, inputs, weights_file):
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    save_random_image(contents / "thin.png", 4, 48, seed=11)  # 3x32 at --image-size 32: relu2_1 needs 2, but ...
+    argv = ["--batch", contents, inputs["style"], "-o", tmp_path / "out", "--weights", weights_file, *FAST,
+            "--style-layers", "relu1_1,relu3_1"]  # ... relu3_1 needs 4 pixels on each side
+    run = _main(argv)
+    assert run.code == 1
+    warning = run.err.splitlines()[0]
+    assert warning.startswith(f"nst-jax: warning: skipping {contents / 'thin.png'}: the content image is 3x32 pixels")
+    assert warning.endswith("raise --image-size to at least 42") and "image_size" not in warning
+
+
+def test_batch_glob_over_its_own_output_folder_resumes(tmp_path, inputs, weights_file):
+    """``--batch 'DIR/**/*.png' -o DIR/out``: the second run must not take the first run's outputs as contents."""
+    folder = tmp_path / "photos"
+    (folder / "trip").mkdir(parents=True)
+    save_random_image(folder / "a.png", 40, 48, seed=11)
+    save_random_image(folder / "trip" / "b.png", 40, 48, seed=12)
+    argv = ["--batch", f"{folder}/**/*.png", inputs["style"], "-o", folder / "out", "--weights", weights_file, *FAST]
+    first = _main(argv)
+    assert first.code == 0 and first.out.startswith("wrote 2 of 2 images"), first.err
+    second = _main(argv)
+    assert second.code == 0 and second.out.startswith("nothing to do: all 2 images"), second.err
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["a.png", "b.png"]
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit 2
 
 
@@ -402,7 +452,7 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "--scales works for one image only, not with a weight sweep",
     ),
     "no content": (["{style}", "-o", "{out}"], "give a CONTENT image"),
-    "overwrite without batch": (["{content}", "{style}", "-o", "{out}", "--overwrite"], "only with --batch"),
+    "format without batch": (["{content}", "{style}", "-o", "{out}", "--batch-format", "jpg"], "only with --batch"),
     "batch with a sweep": (
         ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--style-weight", "1,2"], "--batch takes one value",
     ),
@@ -426,6 +476,10 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     ),
     "batch outputs collide": (["--batch", "{twins}", "{style}", "-o", "{tmp}/outdir"], "would both be written"),
     "batch style not an image": (["--batch", "{contents}", "{text}", "-o", "{tmp}/outdir"], "not a recognised"),
+    "sweep snapshot would replace an image nst_jax did not write": (
+        ["{content}", "{style}", "-o", "{out}", "--style-weight", "1,2", "--save-every", "2", "--iterations", "4"],
+        "'{tmp}/out_sw1e+00_iter4.png' exists and was not written by nst_jax",
+    ),
     "batch 16-bit jpg": (
         ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--batch-format", "jpg", "--bit-depth", "16"],
         "--bit-depth 16",
@@ -445,6 +499,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     save_random_image(contents / "a.png", 40, 48, seed=5)
     save_random_image(twins / "a.png", 40, 48, seed=6)
     save_random_image(twins / "a.jpg", 40, 48, seed=7, format="JPEG")
+    save_random_image(tmp_path / "out_sw1e+00_iter4.png", 8, 8, seed=8)
     paths = {name: str(path) for name, path in inputs.items()}
     paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"), contents=str(contents), empty=str(empty),
                  twins=str(twins))
@@ -453,10 +508,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     before = sorted(tmp_path.rglob("*"))
     assert cli.main([*argv, "--weights", str(weights_file), "--quiet"]) == 2
     captured = capsys.readouterr()
-    if case == "not a number in a list":  # argparse's own error: usage lines, then the error
-        assert captured.err.strip().splitlines()[-1].startswith("nst-jax: error: argument --tv-weight")
-    else:
-        assert expected in _one_error_line(captured.err)
+    assert expected.format(**paths) in _one_error_line(captured.err)  # argparse's own errors too
     assert captured.out == ""
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, no folder created
 

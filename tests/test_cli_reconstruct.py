@@ -80,6 +80,9 @@ def test_random_weights_are_announced(capsys, tmp_path, inputs):
         (["content", "{text}"], "notes.png"),
         (["content", "{content}", "--image-size", "8"], "need at least"),
         (["content", "{content}", "--iterations", "0"], "--iterations must be a positive integer"),
+        (["content", "{content}", "--seed", "4294967297"], "--seed must be an integer from 0 to 4294967295"),
+        (["content", "{content}", "--optimiser", "adam"], "unrecognized arguments: --optimiser"),  # argparse's own
+        (["texture", "{content}"], "argument kind: invalid choice: 'texture'"),
     ],
 )
 def test_bad_input_is_one_error_line(capsys, tmp_path, inputs, argv, message):
@@ -96,6 +99,16 @@ def test_output_must_be_a_folder_with_a_parent(capsys, tmp_path, inputs):
     for out, message in ((file, "is a file"), (tmp_path / "no" / "such", "does not exist")):
         code, _, stderr = _run(capsys, "content", str(inputs["content"]), "-o", str(out))
         assert code == 2 and message in _error_line(stderr)
+
+
+def test_files_nst_jax_did_not_write_are_kept(capsys, tmp_path, inputs):
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = out / "content_relu1_2.png"
+    theirs.write_bytes(b"somebody's notes")
+    code, _, stderr = _run(capsys, "content", str(inputs["content"]), "-o", str(out), "--layers", "relu1_2", *FAST)
+    assert code == 2 and "exists and was not written by nst_jax" in _error_line(stderr)
+    assert theirs.read_bytes() == b"somebody's notes"
 
 
 def test_missing_weights_name_the_command_that_fetches_them(capsys, tmp_path, inputs):

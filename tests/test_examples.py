@@ -82,4 +82,4 @@ def test_example_reports_a_bad_input_in_one_line(tmp_path, random_weights):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert process.returncode == 2 and "Traceback" not in process.stderr
-    assert "colour.py: error: content image is" in process.stderr and "need at least" in process.stderr
+    assert "colour.py: error: the content image is" in process.stderr and "need at least" in process.stderr
