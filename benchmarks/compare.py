@@ -64,11 +64,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import torch_baseline  # noqa: E402
-from nst_jax.config import StyleConfig  # noqa: E402
 from benchmarks.report import json_output_problem  # noqa: E402
+from nst_jax.config import StyleConfig  # noqa: E402
 from nst_jax.files import write_json  # noqa: E402
+from nst_jax.optimize import forget_compilations  # noqa: E402
+from nst_jax.problem import initial_image, prepare_images  # noqa: E402
 from nst_jax.sweep import stylize_sweep  # noqa: E402
-from nst_jax.transfer import initial_image, prepare_images, stylize  # noqa: E402
+from nst_jax.transfer import stylize  # noqa: E402
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, load_weights  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -278,7 +280,7 @@ def measured(call: Callable[[], tuple[Any, float]], device_peak: Callable[[], fl
 def run_jax(weights: VGGWeights, content: np.ndarray, styles: list[np.ndarray], config: StyleConfig) -> Run:
     """One ``nst_jax.transfer.stylize`` call, measured."""
     result, costs = measured(
-        lambda: (lambda r: (r, r.elapsed))(stylize(content, styles, weights=weights, config=config)),
+        lambda: (lambda r: (r, r.elapsed))(stylize(content, styles, vgg=weights, config=config)),
         jax_device_peak_mb,
     )
     return Run(
@@ -380,6 +382,7 @@ def benchmark_size(
         for name, config in configs.items():
             run = functools.partial(run_jax, weights, content, styles, config)
             log(f"{shape[0]}x{shape[1]} {optimizer} nst_jax[{name}]: warm-up (compiles)")
+            forget_compilations()  # a cold compilation, whatever this process compiled before
             warm = run()
             row = Row("nst_jax", name, jax_device_name(), shape, optimizer, warm, warm.compile_seconds)
             runners.append((row, run))
@@ -390,7 +393,8 @@ def benchmark_size(
         for repeat in range(args.repeats):
             for row, run in runners if repeat % 2 == 0 else runners[::-1]:
                 row.runs.append(run())
-                log(f"  repeat {repeat + 1}: {row.implementation}[{row.backend}] loop {row.runs[-1].loop_seconds:.3f} s")
+                seconds = row.runs[-1].loop_seconds
+                log(f"  repeat {repeat + 1}: {row.implementation}[{row.backend}] loop {seconds:.3f} s")
         rows += [row for row, _ in runners]
     return rows
 
@@ -467,18 +471,20 @@ def benchmark_batch(
         style_weights = sweep_weights(config, args.batch)
         configs = [config.replace(style_weight=w) for w in style_weights]
         calls = {
-            f"nst_jax batched [{jax_backend_name(optimizer, backend)}]": (jax_device_name(), lambda: [
-                r.final_losses.total
-                for r in stylize_sweep(content, styles, style_weights=style_weights, config=config, weights=weights)
-            ]),
-            f"nst_jax sequential [{jax_backend_name(optimizer, backend)}]": (jax_device_name(), lambda: [
-                stylize(content, styles, weights=weights, config=c).final_losses.total for c in configs
+            f"nst_jax batched [{jax_backend_name(optimizer, backend)}]": (
+                jax_device_name(),
+                lambda s=style_weights, c=config: [
+                    r.final_losses.total for r in stylize_sweep(content, styles, style_weights=s, config=c, vgg=weights)
+                ],
+            ),
+            f"nst_jax sequential [{jax_backend_name(optimizer, backend)}]": (jax_device_name(), lambda cs=configs: [
+                stylize(content, styles, vgg=weights, config=c).final_losses.total for c in cs
             ]),
             f"torch sequential [{TORCH_BACKENDS[optimizer]}]": (
                 torch_baseline.device_name(next(model.parameters()).device),
-                lambda: [
+                lambda cs=configs: [
                     torch_baseline.stylize_torch(model, content, styles, init, config=c).final_losses.total
-                    for c in configs
+                    for c in cs
                 ],
             ),
         }
@@ -603,7 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     counts = [args.iterations, args.repeats, *args.size] + ([args.batch] if args.batch is not None else [])
     if any(value <= 0 for value in counts):
-        print("benchmarks.compare: error: --size, --iterations, --repeats and --batch must be positive", file=sys.stderr)
+        print("benchmarks.compare: error: --size, --iterations, --repeats and --batch must be positive",
+              file=sys.stderr)
         return 2
     problem = json_output_problem(args.json, args.weights)
     if problem:

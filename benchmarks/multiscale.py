@@ -22,6 +22,7 @@ from pathlib import Path
 from benchmarks.report import json_output_problem
 from nst_jax import RandomWeightsWarning, StyleConfig, load_weights, stylize
 from nst_jax.files import write_json
+from nst_jax.optimize import OPTIMIZERS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--coarse", default="64,128", help="comma-separated coarser sizes, increasing")
     parser.add_argument("--iterations", type=int, default=50, help="iterations per scale")
     parser.add_argument("--scale-iterations", default=None, help="comma-separated iterations per scale instead")
-    parser.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "lbfgsb", "adam"))
+    parser.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS)
     parser.add_argument("--weights", type=Path, default=None, help="VGG19 HDF5 weights")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON here")
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_scale = None if args.scale_iterations is None else [int(n) for n in args.scale_iterations.split(",")]
     coarse_to_fine = base.replace(scales=scales, scale_iterations=per_scale)
     for size in scales:
-        stylize(content, style, weights=weights, config=base.replace(image_size=size, iterations=2))
+        stylize(content, style, vgg=weights, config=base.replace(image_size=size, iterations=2))
     counts = "+".join(map(str, coarse_to_fine.iterations_per_scale))
     total, last = coarse_to_fine.total_iterations, coarse_to_fine.iterations_per_scale[-1]
     runs = {
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     measured = {}
     for name, config in runs.items():
         start = time.perf_counter()
-        result = stylize(content, style, weights=weights, config=config)
+        result = stylize(content, style, vgg=weights, config=config)
         seconds = time.perf_counter() - start
         measured[name] = {"seconds": seconds, "evaluations": int(result.evaluations.sum()),
                           "final_loss": result.final_losses.total, "status": result.status}

@@ -35,7 +35,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-
 from convert_weights.torch_vgg import TorchVGG19, features_state_dict
 from nst_jax.config import StyleConfig
 from nst_jax.losses import LOSS_FORMS, LossTerms, equal_layer_weights
@@ -180,9 +179,12 @@ def make_loss(model: TorchVGG19, targets: TorchTargets, config: StyleConfig) -> 
 
     def loss_terms(image: torch.Tensor) -> LossTerms:
         features = model(image, layers)
-        content = sum(content_loss(features[l], targets.content[l], form=form) for l in config.content_layers)
+        content = sum(
+            content_loss(features[layer], targets.content[layer], form=form) for layer in config.content_layers
+        )
         style = sum(
-            weight * style_layer_loss(features[l], targets.style_grams[l], form=form) for l, weight in per_layer.items()
+            weight * style_layer_loss(features[layer], targets.style_grams[layer], form=form)
+            for layer, weight in per_layer.items()
         )
         tv = total_variation_loss(image, form=form)
         total = alpha * content + beta * style + tv_weight * tv
@@ -198,8 +200,10 @@ def layer_losses(
     with torch.no_grad():
         features = model(image, loss_layers(config))
     form = config.loss_form
-    values = {f"content/{l}": content_loss(features[l], targets.content[l], form=form) for l in config.content_layers}
-    values |= {f"style/{l}": style_layer_loss(features[l], targets.style_grams[l], form=form) for l in config.style_layers}
+    values = {f"content/{layer}": content_loss(features[layer], targets.content[layer], form=form)
+              for layer in config.content_layers}
+    values |= {f"style/{layer}": style_layer_loss(features[layer], targets.style_grams[layer], form=form)
+               for layer in config.style_layers}
     return {name: float(value) for name, value in values.items()}
 
 

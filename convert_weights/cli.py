@@ -96,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         return _fail("PyTorch is needed to convert weights: pip install 'nst-jax[torch]' (or just torch)")
     from convert_weights.convert import (
-        ConversionError, convert_state_dict, load_pth, load_torchvision, random_state_dict,
+        ConversionError,
+        convert_state_dict,
+        load_pth,
+        load_torchvision,
+        random_state_dict,
     )
 
     torchvision_version = ""

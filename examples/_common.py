@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax import Progress, StyleResult, VGGWeights, load_image, save_image
+from nst_jax.cli.common import UsageError, bar_callback, load_weights_loudly, progress_bar
+from nst_jax.contact_sheet import contact_sheet
 from nst_jax.files import check_output
 from nst_jax.image_io import is_own_image, resize_image
-from nst_jax.transfer import content_shape
-from nst_jax.cli import UsageError, load_weights_loudly, progress_bar
-from nst_jax.cli_reconstruct import bar_callback
-from nst_jax.contact_sheet import contact_sheet
+from nst_jax.problem import content_shape
 
 EXAMPLES = Path(__file__).resolve().parent
 OUT = EXAMPLES / "out"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import _common
+
 from nst_jax import StyleConfig, stylize
 
 MODES = {"style colours": None, "luminance": "luminance", "histogram": "histogram"}
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _common.progress(len(MODES), base.iterations, args.quiet) as callback:
         for name, mode in MODES.items():
             config = base.replace(preserve_color=mode)
-            results[name] = stylize(args.content, args.style, weights=weights, config=config, callback=callback)
+            results[name] = stylize(args.content, args.style, vgg=weights, config=config, callback=callback)
     for name, result in results.items():
         _common.save_result(args.out, f"colour_{name.replace(' ', '_')}.png", result)
     images = [_common.at_size(args.content, args.size), _common.at_size(args.style, args.size)]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import _common
 import numpy as np
 
-import _common
 from nst_jax import StyleConfig, stylize
 
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     with _common.progress(len(starts), base.iterations, args.quiet) as callback:
         for name, config in starts.items():
-            results[name] = stylize(args.content, args.style, weights=weights, config=config, callback=callback)
+            results[name] = stylize(args.content, args.style, vgg=weights, config=config, callback=callback)
     for name, result in results.items():
         _common.save_result(args.out, f"init_{name.replace(' ', '_')}.png", result)
     _common.save_sheet(args.out, "init_study.png", [r.image for r in results.values()],

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 import _common
+
 from nst_jax import StyleConfig, stylize
 from nst_jax.vgg import min_input_size
 
@@ -35,12 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "coarse_to_fine": base.replace(scales=scales),
     }
     for size in scales:  # compile every size before timing
-        stylize(args.content, args.style, weights=weights, config=base.replace(image_size=size, iterations=1))
+        stylize(args.content, args.style, vgg=weights, config=base.replace(image_size=size, iterations=1))
     results, seconds = {}, {}
     for name, config in runs.items():
         with _common.progress(1, config.total_iterations, args.quiet) as callback:
             start = time.perf_counter()
-            results[name] = stylize(args.content, args.style, weights=weights, config=config, callback=callback)
+            results[name] = stylize(args.content, args.style, vgg=weights, config=config, callback=callback)
             seconds[name] = time.perf_counter() - start
     for name, result in results.items():
         _common.save_result(args.out, f"multiscale_{name}.png", result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import _common
+
 from nst_jax import StyleConfig, stylize_sweep
 
 PAPER_RATIOS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = StyleConfig(image_size=args.size, iterations=args.iterations, loss_form="paper", content_weight=1.0)
     with _common.progress(1, config.iterations, args.quiet) as callback:
         results = stylize_sweep(args.content, args.style, style_weights=[1.0 / r for r in args.ratios],
-                                config=config, weights=weights, callback=callback)
+                                config=config, vgg=weights, callback=callback)
     for ratio, result in zip(args.ratios, results):
         _common.save_result(args.out, f"ratio_{ratio:.0e}.png", result)
     _common.save_sheet(args.out, "ratio_grid.png", [r.image for r in results],

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import _common
+
 from nst_jax import StyleConfig, reconstruct_content, reconstruct_style
 from nst_jax.reconstruct import CONTENT_LAYERS, STYLE_LAYER_SETS, batched_by_default
 
@@ -24,8 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = StyleConfig(image_size=args.size, iterations=args.iterations)
     runs = 2 if batched_by_default(config) else len(CONTENT_LAYERS) + len(STYLE_LAYER_SETS)  # batched: one per row
     with _common.progress(runs, config.iterations, args.quiet) as callback:
-        content = reconstruct_content(args.content, config=config, weights=weights, callback=callback)
-        style = reconstruct_style(args.style, config=config, weights=weights, callback=callback)
+        content = reconstruct_content(args.content, config=config, vgg=weights, callback=callback)
+        style = reconstruct_style(args.style, config=config, vgg=weights, callback=callback)
     for reconstruction in content + style:
         name = reconstruction.label.replace("..", "-")
         _common.save_result(args.out, f"reconstruct_{reconstruction.kind}_{name}.png", reconstruction.result)

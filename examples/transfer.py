@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import _common
+
 from nst_jax import StyleConfig, stylize
 
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     with _common.progress(len(styles), config.iterations, args.quiet) as callback:
         for name, style in styles.items():
-            results[name] = stylize(args.content, style, weights=weights, config=config, callback=callback)
+            results[name] = stylize(args.content, style, vgg=weights, config=config, callback=callback)
     for name, result in results.items():
         _common.save_result(args.out, f"transfer_{name}.png", result)
     content = _common.at_size(args.content, args.size)

@@ -12,10 +12,12 @@ from nst_jax.losses import (
     style_loss,
     total_variation_loss,
 )
-from nst_jax.optimize import Progress
+from nst_jax.memory import BatchPlan
+from nst_jax.optimize import Progress, Status
 from nst_jax.reconstruct import Reconstruction, reconstruct_content, reconstruct_style
-from nst_jax.sweep import BatchItem, BatchPlan, stylize_batch, stylize_sweep
-from nst_jax.transfer import StyleResult, stylize
+from nst_jax.result import StyleResult
+from nst_jax.sweep import BatchItem, stylize_batch, stylize_sweep
+from nst_jax.transfer import stylize
 from nst_jax.vgg import CONV_LAYERS, LAYER_NAMES, VGG19Features, extract_features, min_input_size
 from nst_jax.weights import (
     RandomWeightsWarning,
@@ -36,6 +38,7 @@ __all__ = [
     "Progress",
     "RandomWeightsWarning",
     "Reconstruction",
+    "Status",
     "StyleConfig",
     "StyleResult",
     "VGG19Features",

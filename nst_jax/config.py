@@ -1,4 +1,9 @@
-"""``StyleConfig``: every option of a style-transfer run, its defaults and their validation, in one place."""
+"""``StyleConfig``: every option of a style-transfer run, with its default, its help and its validation, once.
+
+Each field's help and metavar live in its metadata (``option``); the command lines generate their options from them.
+Help texts and error messages name other fields as ``{field}``; ``render_fields`` writes them as field names for
+Python or as options (``--image-size``) for a command line.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax.losses import LOSS_FORMS
-from nst_jax.vgg import POOLINGS, validate_layers
+from nst_jax.losses import DEFAULT_FORM, LOSS_FORMS
+from nst_jax.optimize import CHUNK_SIZE, HISTORY_SIZE, LBFGS_BACKENDS, LEARNING_RATE, OPTIMIZERS
+from nst_jax.vgg import DEFAULT_POOLING, POOLINGS, validate_layers
 
-OPTIMIZERS: tuple[str, ...] = ("lbfgs", "lbfgsb", "adam")
-LBFGS_BACKENDS: tuple[str, ...] = ("jaxopt", "optax")
 INITS: tuple[str, ...] = ("noise", "content", "style")
 PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 
@@ -30,6 +34,11 @@ SEED_LIMIT = 2**32
 """Seeds are 32-bit (``jax.random.PRNGKey`` wraps larger ones, so 1 and 2**32 + 1 would give the same noise)."""
 
 
+def render_fields(text: str, name: Callable[[str], str]) -> str:
+    """``text`` with each ``{field}`` of ``StyleConfig`` written as ``name(field)`` (other braces untouched)."""
+    return re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)) if m.group(1) in _FIELDS else m.group(0), text)
+
+
 class ConfigError(ValueError):
     """A bad ``StyleConfig`` value. The message names fields as ``{field}``: ``str()`` shows the field name, and
     ``render(flag)`` lets a command line show its option (``--image-size``) instead."""
@@ -40,12 +49,29 @@ class ConfigError(ValueError):
 
     def render(self, name: Callable[[str], str]) -> str:
         """The message with each ``{field}`` written as ``name(field)``."""
-        return re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)) if m.group(1) in _FIELDS else m.group(0), self.template)
+        return render_fields(self.template, name)
 
 
 def field(name: str) -> str:
-    """``name`` marked for a ``ConfigError`` message: ``{name}``."""
+    """``name`` marked for a ``ConfigError`` message or a help text: ``{name}``."""
     return "{" + name + "}"
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    default_text: str | None = None,
+    command_line: bool = True,
+) -> Any:
+    """A ``StyleConfig`` field: its default and, in its metadata, the help (naming fields as ``{field}``), the
+    metavar and choices of its option, how to show a default that is not a plain value, and whether command lines
+    offer it."""
+    metadata = {"help": help, "metavar": metavar, "choices": choices, "default_text": default_text,
+                "command_line": command_line}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _floats(name: str, values: Any) -> tuple[float, ...] | None:
@@ -59,58 +85,70 @@ def _floats(name: str, values: Any) -> tuple[float, ...] | None:
     return tuple(float(value) for value in values)
 
 
+_STYLE_WEIGHTS = ", ".join(f"{weight:.0e} {form}".replace("e+0", "e") for form, weight in DEFAULT_STYLE_WEIGHT.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Every option of one style transfer; defaults follow Gatys et al. as its authors ran it."""
+    """Every option of one style transfer; defaults follow Gatys et al. as its authors ran it (each field's help is
+    in its metadata: ``option_help("image_size")``)."""
 
-    image_size: int = 512
-    """Longest side of the output (the content image is resized to it), in pixels."""
-    iterations: int = 500
-    """Optimizer iterations."""
-    optimizer: str = "lbfgs"
-    """``lbfgs`` (the paper's), ``lbfgsb`` (L-BFGS-B keeping pixels in [0, 1]) or ``adam``."""
-    lbfgs_backend: str = "optax"
-    """Implementation of ``lbfgs``: ``optax`` (optax.lbfgs; faster, see benchmarks/NOTES.md) or ``jaxopt``."""
-    history_size: int = 10
-    """L-BFGS memory: number of past (step, gradient change) pairs (SciPy's, jaxopt's and optax's default)."""
-    learning_rate: float = 0.02
-    """Adam step size, in image units (pixels in [0, 1])."""
-    content_weight: float = 1.0
-    """alpha."""
-    style_weight: float | None = None
-    """beta; None takes the loss form's default (1e6 normalized, 1e3 paper: alpha/beta = 1e-3 as in the paper)."""
-    tv_weight: float = 0.0
-    """Total-variation weight; 0 as in the paper (which has no TV term)."""
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    """Layers of the content representation (the paper's "conv4_2" is post-ReLU: Caffe's ReLU is in place)."""
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    """Layers of the style representation."""
-    style_layer_weights: tuple[float, ...] | None = None
-    """w_l per style layer; None gives the paper's equal weights summing to one."""
-    style_blend_weights: tuple[float, ...] | None = None
-    """Relative weights of several style images (their Gram matrices are blended); None: equal."""
-    style_scale: float = 1.0
-    """Style images are resized to the content size times this factor."""
-    loss_form: str = "normalized"
-    """``normalized`` (size-independent weights, the default) or ``paper`` (the paper's equations exactly)."""
-    pooling: str = "avg"
-    """``avg`` (the paper's choice for synthesis) or ``max``."""
-    init: str = "noise"
-    """``noise`` (seeded white noise, the paper's), ``content``, ``style``, or the path of an image."""
-    seed: int = 0
-    """Seed of the noise initialization."""
-    chunk_size: int = 20
-    """Iterations per compiled call; the loop returns to Python only between chunks (progress, snapshots)."""
-    preserve_color: str | None = None
-    """Keep the content's colours (Gatys et al. 2017): ``luminance`` (style transfer on luminance only, then the
-    content's chrominance), ``histogram`` (style recoloured to the content's colour mean and covariance first),
-    or None (the style's colours, as in the 2016 paper)."""
-    scales: tuple[int, ...] | None = None
-    """Coarse-to-fine sizes (longest side, increasing, ending at ``image_size``): ``iterations`` (or
-    ``scale_iterations``) at each, each result upsampled to start the next; None optimizes at ``image_size`` only."""
-    scale_iterations: tuple[int, ...] | None = None
-    """Iterations at each of ``scales`` instead of ``iterations`` at each, e.g. (300, 100, 50): most of the work
-    where it is cheap, a few refining iterations at full size."""
+    image_size: int = option(512, "longest side of the output in pixels (the content image is resized to it)",
+                             metavar="PX")
+    iterations: int = option(500, "optimizer iterations", metavar="N")
+    optimizer: str = option(OPTIMIZERS[0], "lbfgs (the paper's), lbfgsb (pixels kept in [0, 1]) or adam",
+                            choices=OPTIMIZERS)
+    lbfgs_backend: str = option(
+        LBFGS_BACKENDS[0], "implementation of lbfgs: optax (maintained) or jaxopt (unmaintained upstream; the faster "
+        "one on an H100 at 512 px, the slower one on a CPU: benchmarks/RESULTS.md)", choices=LBFGS_BACKENDS,
+    )
+    history_size: int = option(HISTORY_SIZE, "L-BFGS memory: past (step, gradient change) pairs kept", metavar="N")
+    learning_rate: float = option(LEARNING_RATE, "Adam step size, in pixel units ([0, 1])", metavar="LR")
+    content_weight: float = option(1.0, "content weight (alpha)", metavar="W")
+    style_weight: float | None = option(
+        None, "style weight (beta); None takes the loss form's default (alpha/beta = 1e-3 as in the paper's "
+        "figures with the paper form)", metavar="W", default_text=f"the loss form's: {_STYLE_WEIGHTS}",
+    )
+    tv_weight: float = option(0.0, "total-variation weight (the paper has none)", metavar="W")
+    content_layers: tuple[str, ...] = option(
+        ("relu4_2",), "VGG19 layers of the content representation (the paper's conv4_2 is post-ReLU: Caffe applies "
+        "its ReLUs in place)", metavar="LAYERS",
+    )
+    style_layers: tuple[str, ...] = option(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                                           "VGG19 layers of the style representation", metavar="LAYERS")
+    style_layer_weights: tuple[float, ...] | None = option(
+        None, "weight w_l of each style layer", metavar="WEIGHTS", default_text="equal, summing to one",
+    )
+    style_blend_weights: tuple[float, ...] | None = option(
+        None, "relative weight of each style image (their Gram matrices are blended)", metavar="WEIGHTS",
+        default_text="equal",
+    )
+    style_scale: float = option(1.0, "style images are resized to the output size times this", metavar="S")
+    loss_form: str = option(DEFAULT_FORM, "normalized (weights mean the same at every image size) or paper (its "
+                            "equations exactly)", choices=LOSS_FORMS)
+    pooling: str = option(DEFAULT_POOLING, "VGG pooling: avg (the paper's) or max", choices=POOLINGS)
+    init: str = option("noise", "starting image: noise (seeded white noise, the paper's), content, style, or an "
+                       "image file", metavar="INIT")
+    seed: int = option(0, f"seed of the noise init, 0 to {SEED_LIMIT - 1}", metavar="N")
+    chunk_size: int = option(CHUNK_SIZE, "iterations per compiled call (progress is reported between calls)",
+                             metavar="N")
+    progress_seconds: float | None = option(
+        None, "shorten compiled calls so that progress is reported about this often (never past a multiple of "
+        "{chunk_size}); None: {chunk_size} iterations per call", metavar="S", command_line=False,
+    )
+    preserve_color: str | None = option(
+        None, "keep the content's colours (Gatys et al. 2017): luminance (style transfer on luminance, then the "
+        "content's chrominance) or histogram (style recoloured to the content's colour mean and covariance first)",
+        choices=PRESERVE_COLORS, default_text="off, the style's colours",
+    )
+    scales: tuple[int, ...] | None = option(
+        None, "coarse-to-fine sizes, increasing, ending at {image_size}: {iterations} at each, each result upsampled "
+        "to start the next; one image only", metavar="PX,PX...", default_text="{image_size} only",
+    )
+    scale_iterations: tuple[int, ...] | None = option(
+        None, "iterations at each of {scales} instead of {iterations} at each (e.g. 300,100,50: most of the work "
+        "where it is cheap); one image only", metavar="N,N...", default_text="{iterations} at each",
+    )
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -130,6 +168,11 @@ class StyleConfig:
         if not _integer(self.seed) or not 0 <= self.seed < SEED_LIMIT:
             raise ConfigError(f"{field('seed')} must be an integer from 0 to {SEED_LIMIT - 1}, got {self.seed!r}")
         set_("seed", int(self.seed))
+        if self.progress_seconds is not None:
+            if not _finite(self.progress_seconds) or self.progress_seconds <= 0:
+                raise ConfigError(f"{field('progress_seconds')} must be a positive number or None, "
+                                  f"got {self.progress_seconds!r}")
+            set_("progress_seconds", float(self.progress_seconds))
         for name in ("learning_rate", "style_scale"):
             value = getattr(self, name)
             if not _in_float32(value) or value <= 0:
@@ -265,3 +308,8 @@ def _in_float32(value: Any) -> bool:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(StyleConfig))
+
+
+def option_help(name: str, render: Callable[[str], str] = lambda field_name: field_name) -> str:
+    """The help of ``StyleConfig`` field ``name``, other fields written by ``render`` (default: as field names)."""
+    return render_fields(StyleConfig.__dataclass_fields__[name].metadata["help"], render)

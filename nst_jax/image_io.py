@@ -45,14 +45,14 @@ __all__ = [
     "load_image",
     "read_png_metadata",
     "resize_image",
-    "resize_longest_side",
     "save_image",
-    "scale_image",
 ]
 
 ImageSource = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+BIT_DEPTHS: tuple[int, ...] = (8, 16)
+"""Bits per channel ``save_image`` writes (16 for PNG only); the first is the default."""
 
 _EXIF_ORIENTATION_TAG = 0x0112
 _TIFF_SAMPLE_FORMAT = 339  # 1 unsigned integer, 2 signed integer, 3 float
@@ -385,26 +385,6 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out[..., 0] if np.ndim(image) == 2 else out
 
 
-def resize_longest_side(image: np.ndarray, longest: int) -> np.ndarray:
-    """Resizes an image, keeping its aspect ratio, so its longest side is ``longest``."""
-    longest = _positive_int(longest, "longest")
-    height, width = np.shape(image)[:2]
-    if height >= width:
-        new_height, new_width = longest, max(1, round(width * longest / height))
-    else:
-        new_height, new_width = max(1, round(height * longest / width)), longest
-    return resize_image(image, new_height, new_width)
-
-
-def scale_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """Resizes an image by ``factor`` along both sides (rounded, at least 1 pixel)."""
-    factor = float(factor)
-    if not (np.isfinite(factor) and factor > 0.0):
-        raise ValueError(f"scale factor must be a positive finite number, got {factor}")
-    height, width = np.shape(image)[:2]
-    return resize_image(image, max(1, round(height * factor)), max(1, round(width * factor)))
-
-
 def _positive_int(value: int, name: str) -> int:
     """Returns ``value`` as an int, raising ValueError unless it is a positive integer."""
     try:
@@ -454,7 +434,7 @@ def save_image(
     path: str | os.PathLike[str],
     image: np.ndarray,
     *,
-    bit_depth: int = 8,
+    bit_depth: int = BIT_DEPTHS[0],
     metadata: Mapping[str, str] | None = None,
     quality: int = 95,
 ) -> pathlib.Path:
@@ -469,7 +449,7 @@ def save_image(
             f"cannot write image '{target}': unsupported suffix '{target.suffix}' "
             f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
         )
-    if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
+    if bit_depth not in BIT_DEPTHS or isinstance(bit_depth, bool):
         raise ImageError(f"cannot write image '{target}': bit_depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and suffix != ".png":
         raise ImageError(f"cannot write image '{target}': JPEG supports only bit_depth=8")

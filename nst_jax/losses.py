@@ -26,16 +26,20 @@ All functions take single images (H, W, C) features; batch with ``jax.vmap``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from nst_jax.vgg import extract_features, validate_layers
+from nst_jax.vgg import DEFAULT_POOLING, extract_features, min_input_size, validate_layers
 
 LOSS_FORMS: tuple[str, ...] = ("normalized", "paper")
+DEFAULT_FORM = LOSS_FORMS[0]
 
 
 def _check_form(form: str) -> None:
@@ -44,7 +48,7 @@ def _check_form(form: str) -> None:
         raise ValueError(f"loss form must be one of {LOSS_FORMS}, got {form!r}")
 
 
-def gram_matrix(features: jax.typing.ArrayLike, *, form: str = "normalized") -> jax.Array:
+def gram_matrix(features: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> jax.Array:
     """Gram matrix (C, C) of (H, W, C) features; divided by C * H * W in the normalized form."""
     _check_form(form)
     features = jnp.asarray(features)
@@ -57,7 +61,7 @@ def gram_matrix(features: jax.typing.ArrayLike, *, form: str = "normalized") -> 
 
 
 def content_loss(
-    features: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *, form: str = "normalized"
+    features: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM
 ) -> jax.Array:
     """Squared distance between features and target features: 1/2 sum (paper) or mean (normalized)."""
     _check_form(form)
@@ -69,7 +73,7 @@ def content_loss(
 
 
 def style_layer_loss(
-    features: jax.typing.ArrayLike, target_gram: jax.typing.ArrayLike, *, form: str = "normalized"
+    features: jax.typing.ArrayLike, target_gram: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM
 ) -> jax.Array:
     """E_l: distance between the Gram matrix of (H, W, C) features and a target Gram matrix."""
     gram = gram_matrix(features, form=form)
@@ -88,7 +92,7 @@ def style_loss(
     target_grams: Mapping[str, jax.typing.ArrayLike],
     layer_weights: Mapping[str, float],
     *,
-    form: str = "normalized",
+    form: str = DEFAULT_FORM,
 ) -> jax.Array:
     """L_style = sum_l w_l E_l over the layers of ``layer_weights``."""
     return sum(
@@ -104,7 +108,7 @@ def _scaled(terms: Sequence[jax.Array], factors: jax.typing.ArrayLike | None) ->
     return sum(factors[index] * term for index, term in enumerate(terms))
 
 
-def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = "normalized") -> jax.Array:
+def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> jax.Array:
     """Squared differences between neighbouring pixels of an (H, W, C) image: sum (paper) or means."""
     _check_form(form)
     image = jnp.asarray(image)
@@ -151,6 +155,24 @@ def equal_layer_weights(layers: Sequence[str]) -> tuple[float, ...]:
     return tuple(1.0 / len(layers) for _ in layers)
 
 
+def blend_fractions(blend_weights: Sequence[float] | None, count: int) -> np.ndarray:
+    """Each style image's share of the blended Gram matrices: ``blend_weights`` (None: equal) summing to one.
+
+    Divided by the largest first: only the ratios count, and 1e308 + 1e308 would overflow to inf (every target
+    would then be 0). ``ValueError`` unless finite, non-negative, one per style image, with a positive sum.
+    """
+    if count < 1:
+        raise ValueError("at least one style image is needed")
+    weights = [1.0] * count if blend_weights is None else [float(weight) for weight in blend_weights]
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} blend weights for {count} style images")
+    largest = max(weights)
+    if not largest > 0 or not math.isfinite(largest) or min(weights) < 0:
+        raise ValueError(f"style blend weights must be finite, non-negative, with a positive sum; got {blend_weights}")
+    shares = np.asarray([weight / largest for weight in weights], np.float64)
+    return (shares / shares.sum()).astype(np.float32)
+
+
 def compute_targets(
     vgg_params: Mapping,
     content_image: jax.typing.ArrayLike,
@@ -159,30 +181,36 @@ def compute_targets(
     content_layers: Sequence[str],
     style_layers: Sequence[str],
     blend_weights: Sequence[float] | None = None,
-    pooling: str = "avg",
-    form: str = "normalized",
+    pooling: str = DEFAULT_POOLING,
+    form: str = DEFAULT_FORM,
 ) -> StyleTargets:
     """Content features of the content image and blend-weighted Gram matrices of the style images."""
-    content_layers, style_layers = validate_layers(content_layers), validate_layers(style_layers)
-    if not style_images:
-        raise ValueError("at least one style image is needed")
-    if blend_weights is None:
-        blend_weights = [1.0] * len(style_images)
-    if len(blend_weights) != len(style_images):
-        raise ValueError(f"{len(blend_weights)} blend weights for {len(style_images)} style images")
-    # Divided by the largest first: the ratios are what count, and 1e308 + 1e308 would overflow to inf (every
-    # target would then be 0).
-    largest = max(map(float, blend_weights), default=0.0)
-    if not largest > 0 or not math.isfinite(largest) or min(map(float, blend_weights)) < 0:
-        raise ValueError(f"style blend weights must be finite, non-negative, with a positive sum; got {blend_weights}")
-    blend_weights = [float(weight) / largest for weight in blend_weights]
-    total_weight = sum(blend_weights)
+    shares = blend_fractions(blend_weights, len(style_images))
+    return _blended_targets(vgg_params, content_image, list(style_images), shares,
+                            content_layers=validate_layers(content_layers), style_layers=validate_layers(style_layers),
+                            pooling=pooling, form=form)
+
+
+@functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form"))
+def _blended_targets(
+    vgg_params: Mapping,
+    content_image: jax.Array,
+    style_images: list[jax.Array],
+    shares: jax.Array,
+    *,
+    content_layers: tuple[str, ...],
+    style_layers: tuple[str, ...],
+    pooling: str,
+    form: str,
+) -> StyleTargets:
+    """``compute_targets`` compiled once per layer choice: the blend ``shares`` are traced, so another blend of the
+    same number of styles does not recompile."""
     content = extract_features(vgg_params, content_image, content_layers, pooling)
     grams = {layer: 0.0 for layer in style_layers}
-    for image, weight in zip(style_images, blend_weights):
+    for index, image in enumerate(style_images):
         features = extract_features(vgg_params, image, style_layers, pooling)
         for layer in style_layers:
-            grams[layer] = grams[layer] + (weight / total_weight) * gram_matrix(features[layer], form=form)
+            grams[layer] = grams[layer] + shares[index] * gram_matrix(features[layer], form=form)
     return StyleTargets(content=content, style_grams=grams)
 
 
@@ -194,32 +222,55 @@ class LossInputs(NamedTuple):
     weights: LossWeights
 
 
-def make_loss_fn(
-    *,
-    content_layers: Sequence[str],
-    style_layers: Sequence[str],
-    style_layer_weights: Sequence[float] | None = None,
-    pooling: str = "avg",
-    form: str = "normalized",
-) -> Callable[[jax.Array, LossInputs], LossTerms]:
-    """The loss ``(image, inputs) -> LossTerms`` of one (H, W, 3) image; layer choices are static."""
-    _check_form(form)
-    content_layers, style_layers = validate_layers(content_layers), validate_layers(style_layers)
-    if style_layer_weights is None:
-        style_layer_weights = equal_layer_weights(style_layers)
-    if len(style_layer_weights) != len(style_layers):
-        raise ValueError(f"{len(style_layer_weights)} style layer weights for {len(style_layers)} style layers")
-    per_layer = dict(zip(style_layers, map(float, style_layer_weights)))
-    layers = tuple(dict.fromkeys(content_layers + style_layers))
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """The static choices of a loss: its layers, per-layer style weights w_l, pooling and form. Hashable and
+    compared by value, so equal specs share one loss function and one compilation (``optimize.compile_solver``)."""
+
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    style_layer_weights: tuple[float, ...] | None = None
+    pooling: str = DEFAULT_POOLING
+    form: str = DEFAULT_FORM
+
+    def __post_init__(self) -> None:
+        _check_form(self.form)
+        object.__setattr__(self, "content_layers", validate_layers(self.content_layers))
+        object.__setattr__(self, "style_layers", validate_layers(self.style_layers))
+        weights = self.style_layer_weights
+        if weights is None:
+            weights = equal_layer_weights(self.style_layers)
+        if len(weights) != len(self.style_layers):
+            raise ValueError(f"{len(weights)} style layer weights for {len(self.style_layers)} style layers")
+        object.__setattr__(self, "style_layer_weights", tuple(float(weight) for weight in weights))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the loss reads, content layers first, each once."""
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest image side the loss can take (the deepest layer's need)."""
+        return min_input_size(self.layers)
+
+
+@functools.lru_cache(maxsize=64)
+def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms]:
+    """The loss ``(image, inputs) -> LossTerms`` of one (H, W, 3) image; one function per distinct ``spec``."""
+    per_layer = dict(zip(spec.style_layers, spec.style_layer_weights))
+    form = spec.form
 
     def loss_terms(image: jax.Array, inputs: LossInputs) -> LossTerms:
-        features = extract_features(inputs.vgg_params, image, layers, pooling)
+        features = extract_features(inputs.vgg_params, image, spec.layers, spec.pooling)
         targets, weights = inputs.targets, inputs.weights
         content = _scaled(
-            [content_loss(features[l], targets.content[l], form=form) for l in content_layers], weights.content_layers
+            [content_loss(features[layer], targets.content[layer], form=form) for layer in spec.content_layers],
+            weights.content_layers,
         )
         style = _scaled(
-            [w * style_layer_loss(features[l], targets.style_grams[l], form=form) for l, w in per_layer.items()],
+            [w * style_layer_loss(features[layer], targets.style_grams[layer], form=form)
+             for layer, w in per_layer.items()],
             weights.style_layers,
         )
         tv = total_variation_loss(image, form=form)
@@ -227,3 +278,18 @@ def make_loss_fn(
         return LossTerms(total=total, content=content, style=style, tv=tv)
 
     return loss_terms
+
+
+def make_loss_fn(
+    *,
+    content_layers: Sequence[str],
+    style_layers: Sequence[str],
+    style_layer_weights: Sequence[float] | None = None,
+    pooling: str = DEFAULT_POOLING,
+    form: str = DEFAULT_FORM,
+) -> Callable[[jax.Array, LossInputs], LossTerms]:
+    """The loss ``(image, inputs) -> LossTerms`` of one (H, W, 3) image; layer choices are static, and equal
+    arguments give the same function (``loss_function(LossSpec(...))``)."""
+    weights = None if style_layer_weights is None else tuple(style_layer_weights)
+    return loss_function(LossSpec(tuple(validate_layers(content_layers)), tuple(validate_layers(style_layers)),
+                                  weights, pooling, form))

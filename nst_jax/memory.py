@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import jax
 
 from nst_jax.config import StyleConfig
+from nst_jax.problem import stage_shapes
 from nst_jax.vgg import LAYER_NAMES, conv_param_shapes
 
 FLOAT_BYTES = 4
@@ -61,8 +62,6 @@ def run_bytes(content: tuple[int, int], style: tuple[int, int], config: StyleCon
 
 def run_needs(shape: Sequence[int], config: StyleConfig) -> int:
     """Estimated peak memory of a run of a content of original (height, width) ``shape``: its largest size's."""
-    from nst_jax.transfer import stage_shapes
-
     return max(run_bytes(content, style, config) for _, content, style in stage_shapes(shape, config))
 
 

@@ -1,20 +1,25 @@
 """Optimizers over the image (VGG frozen) and the compiled loop that runs them in chunks on the device.
 
-``lbfgs``  -- L-BFGS with a zoom (strong Wolfe) line search, from jaxopt (``backend="jaxopt"``) or optax.
+``lbfgs``  -- L-BFGS with a zoom (strong Wolfe) line search, from optax (``backend="optax"``) or jaxopt.
 ``lbfgsb`` -- jaxopt's L-BFGS-B with every pixel kept in [0, 1] (optax has no bounded L-BFGS).
 ``adam``   -- optax's Adam.
 
 A chunk of iterations runs inside one ``jax.lax.while_loop`` under ``jit``; Python sees the state only between
 chunks (progress, snapshots), so a run of ``n`` iterations makes ``ceil(n / chunk_size)`` dispatches. The chunk
-length is traced, so a short last chunk does not recompile. A non-finite loss or image stops the chunk and
-keeps the last finite iterate.
+length is traced, so a short last chunk does not recompile; with ``progress_seconds`` the chunks are shortened so
+that Python hears from the run about that often (never past a multiple of ``chunk_size``). A non-finite loss or
+image stops the chunk and keeps the last finite iterate.
+
+What is compiled is keyed by what changes the program: the loss (a hashable ``LossSpec``, or a function), the
+optimizer, its backend and history size. Adam's learning rate is traced (it lives in the optimizer state), so a
+run with another learning rate reuses the compilation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -25,9 +30,29 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nst_jax.losses import LossInputs, LossTerms
+from nst_jax.losses import LossInputs, LossSpec, LossTerms, loss_function
 
 LossFn = Callable[[jax.Array, LossInputs], LossTerms]
+
+OPTIMIZERS: tuple[str, ...] = ("lbfgs", "lbfgsb", "adam")
+LBFGS_BACKENDS: tuple[str, ...] = ("optax", "jaxopt")
+HISTORY_SIZE = 10
+"""L-BFGS memory: past (step, gradient change) pairs kept (SciPy's, jaxopt's and optax's default)."""
+LEARNING_RATE = 0.02
+"""Adam's step size in image units (pixels in [0, 1])."""
+CHUNK_SIZE = 20
+"""Iterations per compiled call when nothing asks for more frequent progress."""
+
+
+class Status(str, enum.Enum):
+    """How a run ended. A ``str``, so ``status == "completed"`` and JSON keep working."""
+
+    COMPLETED = "completed"
+    NON_FINITE = "non-finite"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def import_jaxopt() -> Any:
@@ -39,25 +64,30 @@ def import_jaxopt() -> Any:
 
 
 class Solver(NamedTuple):
-    """``init(x, inputs) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``.
+    """``init(x, inputs, learning_rate) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``.
 
     ``terms_at_start``: the terms a step returns are those of the iterate it started from (Adam), not of the
     iterate it produced (L-BFGS).
     """
 
-    init: Callable[[jax.Array, LossInputs], Any]
+    init: Callable[[jax.Array, LossInputs, jax.Array], Any]
     step: Callable[[jax.Array, Any, LossInputs], tuple[jax.Array, Any, LossTerms, jax.Array]]
     terms_at_start: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class SolverSpec:
-    """The static choices that define a solver (hashable: compiled functions are cached on it)."""
+    """The optimizer of a run (``StyleConfig``'s optimizer fields; defaults are the module's constants)."""
 
-    optimizer: str = "lbfgs"
-    lbfgs_backend: str = "optax"
-    history_size: int = 10
-    learning_rate: float = 0.02
+    optimizer: str = OPTIMIZERS[0]
+    lbfgs_backend: str = LBFGS_BACKENDS[0]
+    history_size: int = HISTORY_SIZE
+    learning_rate: float = LEARNING_RATE
+
+    @property
+    def compile_key(self) -> tuple[str, str, int]:
+        """What changes the compiled program: everything but the (traced) learning rate."""
+        return self.optimizer, self.lbfgs_backend, self.history_size
 
 
 # jaxopt starts its first line search at max_stepsize and never goes past it. Its default, 1.0, stalls L-BFGS
@@ -66,7 +96,7 @@ class SolverSpec:
 JAXOPT_MAX_STEPSIZE = 1e6
 
 
-def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
+def _jaxopt_lbfgs(loss_fn: LossFn, history_size: int, bounded: bool) -> Solver:
     """L-BFGS (or L-BFGS-B in [0, 1]) from jaxopt, zoom line search, the loss terms as aux."""
     jaxopt = import_jaxopt()
 
@@ -75,19 +105,20 @@ def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
         return terms.total, terms
 
     if bounded:
-        solver = jaxopt.LBFGSB(fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30)
+        solver = jaxopt.LBFGSB(fun=objective, has_aux=True, history_size=history_size, maxiter=1 << 30)
 
         def bounds(x: jax.Array) -> tuple[jax.Array, jax.Array]:
             return jnp.zeros_like(x), jnp.ones_like(x)
 
-        init = lambda x, inputs: solver.init_state(x, bounds(x), inputs)  # noqa: E731
+        init = lambda x, inputs, learning_rate: solver.init_state(x, bounds(x), inputs)  # noqa: E731
         update = lambda x, state, inputs: solver.update(x, state, bounds(x), inputs)  # noqa: E731
     else:
         solver = jaxopt.LBFGS(
-            fun=objective, has_aux=True, history_size=spec.history_size, maxiter=1 << 30, linesearch="zoom",
+            fun=objective, has_aux=True, history_size=history_size, maxiter=1 << 30, linesearch="zoom",
             max_stepsize=JAXOPT_MAX_STEPSIZE,
         )
-        init, update = solver.init_state, solver.update
+        init = lambda x, inputs, learning_rate: solver.init_state(x, inputs)  # noqa: E731
+        update = solver.update
 
     def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
         new_x, new_state = update(x, state, inputs)
@@ -97,9 +128,9 @@ def _jaxopt_lbfgs(loss_fn: LossFn, spec: SolverSpec, bounded: bool) -> Solver:
     return Solver(init=init, step=step)
 
 
-def _optax_lbfgs(loss_fn: LossFn, spec: SolverSpec) -> Solver:
+def _optax_lbfgs(loss_fn: LossFn, history_size: int) -> Solver:
     """optax.lbfgs with its zoom line search; the loss terms come from a forward pass at the accepted iterate."""
-    optimizer = optax.lbfgs(memory_size=spec.history_size)
+    optimizer = optax.lbfgs(memory_size=history_size)
 
     def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
         value_fn = lambda image: loss_fn(image, inputs).total  # noqa: E731
@@ -109,19 +140,33 @@ def _optax_lbfgs(loss_fn: LossFn, spec: SolverSpec) -> Solver:
         steps = optax.tree.get(state, "info").num_linesearch_steps
         return x, state, loss_fn(x, inputs), jnp.asarray(steps, jnp.int32)
 
-    return Solver(init=lambda x, inputs: optimizer.init(x), step=step)
+    return Solver(init=lambda x, inputs, learning_rate: optimizer.init(x), step=step)
 
 
-def _adam(loss_fn: LossFn, spec: SolverSpec) -> Solver:
-    """optax.adam; the recorded terms are those of the iterate each step starts from."""
-    optimizer = optax.adam(spec.learning_rate)
+class AdamState(NamedTuple):
+    """``optax.scale_by_adam``'s state and the learning rate, traced (a new one does not recompile)."""
 
-    def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
+    moments: Any
+    learning_rate: jax.Array
+
+
+def _adam(loss_fn: LossFn) -> Solver:
+    """Adam as ``optax.adam`` computes it (``scale_by_adam``, then minus the learning rate times that), with the
+    learning rate in the state; the terms are those of each step's start."""
+    # Not optax.inject_hyperparams(optax.adam): measured on a 3-member sweep, its compiled step differs from the
+    # 1-member one by rounding, which Adam's normalization of near-zero gradients amplified to 5e-3 per pixel.
+    moments = optax.scale_by_adam()
+
+    def init(x: jax.Array, inputs: LossInputs, learning_rate: jax.Array) -> AdamState:
+        return AdamState(moments.init(x), jnp.asarray(learning_rate, jnp.float32))
+
+    def step(x: jax.Array, state: AdamState, inputs: LossInputs) -> tuple[jax.Array, AdamState, LossTerms, jax.Array]:
         (_, terms), grad = jax.value_and_grad(lambda image: _with_aux(loss_fn(image, inputs)), has_aux=True)(x)
-        updates, state = optimizer.update(grad, state, x)
-        return optax.apply_updates(x, updates), state, terms, jnp.asarray(1, jnp.int32)
+        direction, moment_state = moments.update(grad, state.moments, x)
+        new_x = x - state.learning_rate * direction
+        return new_x, AdamState(moment_state, state.learning_rate), terms, jnp.asarray(1, jnp.int32)
 
-    return Solver(init=lambda x, inputs: optimizer.init(x), step=step, terms_at_start=True)
+    return Solver(init=init, step=step, terms_at_start=True)
 
 
 def _with_aux(terms: LossTerms) -> tuple[jax.Array, LossTerms]:
@@ -132,16 +177,16 @@ def _with_aux(terms: LossTerms) -> tuple[jax.Array, LossTerms]:
 def make_solver(loss_fn: LossFn, spec: SolverSpec) -> Solver:
     """The solver named by ``spec`` for ``loss_fn``."""
     if spec.optimizer == "adam":
-        return _adam(loss_fn, spec)
+        return _adam(loss_fn)
     if spec.optimizer == "lbfgsb":
-        return _jaxopt_lbfgs(loss_fn, spec, bounded=True)
+        return _jaxopt_lbfgs(loss_fn, spec.history_size, bounded=True)
     if spec.optimizer == "lbfgs":
         if spec.lbfgs_backend == "optax":
-            return _optax_lbfgs(loss_fn, spec)
+            return _optax_lbfgs(loss_fn, spec.history_size)
         if spec.lbfgs_backend == "jaxopt":
-            return _jaxopt_lbfgs(loss_fn, spec, bounded=False)
-        raise ValueError(f"unknown L-BFGS backend {spec.lbfgs_backend!r}; choose jaxopt or optax")
-    raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose lbfgs, lbfgsb or adam")
+            return _jaxopt_lbfgs(loss_fn, spec.history_size, bounded=False)
+        raise ValueError(f"unknown L-BFGS backend {spec.lbfgs_backend!r}; choose {' or '.join(LBFGS_BACKENDS)}")
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
 
 
 class ChunkOutput(NamedTuple):
@@ -206,9 +251,9 @@ def run_chunk(
 
 
 class CompiledSolver(NamedTuple):
-    """Jitted ``init``, ``chunk`` and ``terms`` for one loss and solver; reused across runs of the same spec."""
+    """Jitted ``init``, ``chunk`` and ``terms`` for one loss and solver; reused across runs of the same key."""
 
-    init: Callable[[jax.Array, LossInputs], Any]
+    init: Callable[[jax.Array, LossInputs, jax.Array], Any]
     chunk: Callable[..., ChunkOutput]
     terms: Callable[[jax.Array, LossInputs], LossTerms]
 
@@ -220,16 +265,23 @@ def batch_solver(solver: Solver, input_axes: Any) -> Solver:
     batched ``while_loop``, so it cannot change the others' results.
     """
     return Solver(
-        init=jax.vmap(solver.init, in_axes=(0, input_axes)),
+        init=jax.vmap(solver.init, in_axes=(0, input_axes, None)),
         step=jax.vmap(solver.step, in_axes=(0, 0, input_axes)),
         terms_at_start=solver.terms_at_start,
     )
 
 
+def compile_solver(loss: LossSpec | LossFn, spec: SolverSpec, input_axes: Any = None) -> CompiledSolver:
+    """Jitted functions for ``loss`` (a ``LossSpec``, or a loss function) and ``spec``, batched over ``input_axes``
+    unless None; equal specs (``spec.compile_key``) share one compilation."""
+    return _compile(loss, spec.compile_key, input_axes)
+
+
 @functools.lru_cache(maxsize=32)
-def compile_solver(loss_fn: LossFn, spec: SolverSpec, input_axes: Any = None) -> CompiledSolver:
-    """Jitted functions for ``loss_fn`` and ``spec`` (batched over ``input_axes`` unless None), cached."""
-    solver = make_solver(loss_fn, spec)
+def _compile(loss: LossSpec | LossFn, key: tuple[str, str, int], input_axes: Any) -> CompiledSolver:
+    """``compile_solver``'s cached body: keyed by the loss (by value for a ``LossSpec``) and the solver's key."""
+    loss_fn = loss_function(loss) if isinstance(loss, LossSpec) else loss
+    solver = make_solver(loss_fn, SolverSpec(*key))
     batched = input_axes is not None
     terms = loss_fn
     if batched:
@@ -237,6 +289,13 @@ def compile_solver(loss_fn: LossFn, spec: SolverSpec, input_axes: Any = None) ->
         terms = jax.vmap(loss_fn, in_axes=(0, input_axes))
     chunk = jax.jit(functools.partial(run_chunk, solver, batched), static_argnames=("capacity",))
     return CompiledSolver(init=jax.jit(solver.init), chunk=chunk, terms=jax.jit(terms))
+
+
+def forget_compilations() -> None:
+    """Drop every compiled solver and JAX's own caches, so that the next run compiles from scratch (how a benchmark
+    times a cold compilation in a process that has compiled the same program before)."""
+    _compile.cache_clear()
+    jax.clear_caches()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +317,7 @@ class Optimization:
     history: LossTerms
     evaluations: np.ndarray
     finite: np.ndarray
-    status: str
+    status: Status
     dispatches: int
     elapsed: float
 
@@ -268,45 +327,58 @@ class Optimization:
         return int(self.history.total.shape[0])
 
 
-STATUSES = ("completed", "non-finite", "interrupted")
+def next_chunk(done: int, iterations: int, capacity: int, seconds_per_step: float | None,
+               progress_seconds: float | None) -> int:
+    """Steps of the next chunk: ``capacity``, or fewer so that a chunk takes about ``progress_seconds`` (one step
+    first, while the speed is unknown), never past the next multiple of ``capacity`` (snapshots fall there)."""
+    steps = capacity
+    if progress_seconds is not None:
+        steps = 1 if seconds_per_step is None else max(1, min(capacity, int(progress_seconds / seconds_per_step)))
+    return min(steps, capacity - done % capacity, iterations - done)
 
 
 def minimize(
-    loss_fn: LossFn,
+    loss: LossSpec | LossFn,
     x0: jax.typing.ArrayLike,
     inputs: LossInputs,
     *,
     spec: SolverSpec,
     iterations: int,
-    chunk_size: int = 20,
+    chunk_size: int = CHUNK_SIZE,
     callback: Callable[[Progress], None] | None = None,
     input_axes: Any = None,
+    progress_seconds: float | None = None,
 ) -> Optimization:
-    """Minimize ``loss_fn(x, inputs).total`` over ``x`` from ``x0`` in compiled chunks of ``chunk_size`` steps.
+    """Minimize ``loss(x, inputs).total`` over ``x`` from ``x0`` in compiled chunks of ``chunk_size`` steps.
 
-    ``callback`` runs after every chunk. Ctrl-C between or during chunks ends the run with status
-    ``interrupted`` and the image of the last finished chunk. With ``input_axes`` (a ``LossInputs``-shaped
-    prefix of vmap axes), ``x0`` holds a batch of images optimized independently as one program; the records
-    then have a member axis, and ``finite`` says which members stayed finite.
+    ``callback`` runs after every chunk. ``progress_seconds``: shorter chunks, so that it runs about that often
+    (the first chunk is one step, which also compiles; chunk ends stay on multiples of ``chunk_size``). Ctrl-C
+    between or during chunks ends the run with status ``interrupted`` and the image of the last finished chunk.
+    With ``input_axes`` (a ``LossInputs``-shaped prefix of vmap axes), ``x0`` holds a batch of images optimized
+    independently as one program; the records then have a member axis, and ``finite`` says which members stayed
+    finite.
     """
     if iterations <= 0 or chunk_size <= 0:
         raise ValueError(f"iterations and chunk_size must be positive, got {iterations} and {chunk_size}")
-    compiled = compile_solver(loss_fn, spec, input_axes)
+    compiled = compile_solver(loss, spec, input_axes)
     x = jnp.asarray(x0, jnp.float32)
     if spec.optimizer == "lbfgsb":
         x = jnp.clip(x, 0.0, 1.0)
     capacity = min(chunk_size, iterations)
     records: list[tuple[LossTerms, np.ndarray]] = []
-    done, dispatches, status = 0, 0, "completed"
+    done, dispatches, status = 0, 0, Status.COMPLETED
     finite = np.ones(np.shape(x)[:1] if input_axes is not None else (), bool)
+    seconds_per_step: float | None = None
     start = time.perf_counter()
     try:
-        state = compiled.init(x, inputs)
+        state = compiled.init(x, inputs, jnp.float32(spec.learning_rate))
         while done < iterations:
-            steps = min(capacity, iterations - done)
+            steps = next_chunk(done, iterations, capacity, seconds_per_step, progress_seconds)
+            began = time.perf_counter()
             out = compiled.chunk(x, state, inputs, jnp.asarray(steps, jnp.int32), capacity=capacity)
             dispatches += 1
             completed = int(out.steps)
+            seconds_per_step = (time.perf_counter() - began) / max(completed, 1)
             x, state = out.x, out.state
             records.append(
                 (LossTerms(*(np.asarray(t[:completed]) for t in out.terms)), np.asarray(out.evaluations[:completed]))
@@ -314,14 +386,14 @@ def minimize(
             done += completed
             finite = np.asarray(out.finite)
             if not np.all(finite):
-                status = "non-finite"
+                status = Status.NON_FINITE
                 if not np.any(finite) or completed < steps:
                     break
             if callback is not None and completed:
                 latest = LossTerms(*(_latest(t) for t in records[-1][0]))
                 callback(Progress(done, iterations, latest, x, time.perf_counter() - start))
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = Status.INTERRUPTED
     empty = np.zeros((0,) + finite.shape)
     history = LossTerms(*(np.concatenate([r[0][i] for r in records] or [empty.astype(np.float32)])
                           for i in range(len(LossTerms._fields))))
@@ -333,8 +405,3 @@ def _latest(values: np.ndarray) -> float | np.ndarray:
     """The last record: a float for one image, an array with one entry per member for a batch."""
     last = values[-1]
     return float(last) if np.ndim(last) == 0 else last
-
-
-def chunk_count(iterations: int, chunk_size: int) -> int:
-    """Dispatches a run of ``iterations`` makes with ``chunk_size``."""
-    return math.ceil(iterations / chunk_size)

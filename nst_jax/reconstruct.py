@@ -7,18 +7,15 @@ weight 0). Each equals a ``stylize`` run whose config differs from the given one
 All reconstructions of one image have its shape, so they can run as one batch (``batched=True``): one loss over
 the union of the layers, each member keeping only its own through traced per-layer factors
 (``LossWeights.content_layers`` / ``style_layers``), vmapped and sharded like ``stylize_sweep``. Every member then
-computes VGG up to the deepest layer of the union, where a sequential run stops at its own layer. Measured on 2 CPU
-cores, 5 reconstructions x 20 iterations, same results either way: Adam at 96 px batched 8.2 s vs sequential 8.6 s
-(content) and 9.6 vs 8.8 s (style), at 192 px 26.3 vs 18.9 s and 30.8 vs 19.2 s; L-BFGS at 96 px 196 vs 20 s (under
-vmap its line search's conditionals evaluate both branches and members wait for the longest line search, as in
-``stylize_sweep``). So the default batches only Adam on an accelerator, where one small image leaves the device
+computes VGG up to the deepest layer of the union, where a sequential run stops at its own layer, and batched
+L-BFGS waits for the longest line search; on 2 CPU cores batching was slower for both optimizers
+(benchmarks/NOTES.md), so the default batches only Adam on an accelerator, where one small image leaves the device
 idle. ``reconstruction_sheet`` lays results out as a labelled grid like the paper's figure 1.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -26,19 +23,22 @@ import numpy as np
 
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
+from nst_jax.image_io import ImageSource
 from nst_jax.losses import LossInputs, LossWeights
-from nst_jax.optimize import Progress
 from nst_jax.memory import plan_batch
-from nst_jax.sweep import member_results, run_batch
-from nst_jax.transfer import (
-    ImageLike,
-    StyleResult,
+from nst_jax.optimize import Progress, Status
+from nst_jax.problem import (
+    Part,
+    VGGArgument,
     initial_image,
     prepare_images,
-    resolve_weights,
-    stylize,
+    resolve_vgg,
+    run_parts,
+    spans,
     targets_for,
 )
+from nst_jax.result import StyleResult
+from nst_jax.transfer import stylize
 from nst_jax.vgg import LAYER_NAMES, validate_layers
 from nst_jax.weights import VGGWeights
 
@@ -106,7 +106,8 @@ def batched_by_default(config: StyleConfig) -> bool:
 
 def union_config(kind: str, config: StyleConfig, layer_sets: Sequence[tuple[str, ...]]) -> StyleConfig:
     """The config of one batch running every layer set of ``kind``: all their layers, each style layer weighing 1."""
-    union = tuple(sorted(set(validate_layers([l for layers in layer_sets for l in layers])), key=LAYER_NAMES.index))
+    every = validate_layers([layer for layers in layer_sets for layer in layers])
+    union = tuple(sorted(set(every), key=LAYER_NAMES.index))
     if kind == "content":
         return content_config(config, union[0]).replace(content_layers=union)
     return style_config(config, union).replace(style_layer_weights=(1.0,) * len(union))
@@ -120,10 +121,10 @@ def layer_factors(kind: str, union: StyleConfig, layer_sets: Sequence[tuple[str,
     """
     count = len(layer_sets)
     if kind == "content":
-        factors = [[float(l in layers) for l in union.content_layers] for layers in layer_sets]
+        factors = [[float(layer in layers) for layer in union.content_layers] for layers in layer_sets]
         per_layer = {"content_layers": np.asarray(factors, np.float32)}
     else:
-        factors = [[float(l in layers) / len(layers) for l in union.style_layers] for layers in layer_sets]
+        factors = [[float(layer in layers) / len(layers) for layer in union.style_layers] for layers in layer_sets]
         per_layer = {"style_layers": np.asarray(factors, np.float32)}
     return LossWeights(
         content=np.full(count, union.content_weight, np.float32),
@@ -135,61 +136,62 @@ def layer_factors(kind: str, union: StyleConfig, layer_sets: Sequence[tuple[str,
 
 def _batched_runs(
     kind: str,
-    image: ImageLike,
+    image: ImageSource,
     configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
     config: StyleConfig,
-    weights: VGGWeights,
+    vgg: VGGWeights,
     callback: Callable[[Progress], None] | None,
 ) -> Iterator[tuple[tuple[str, ...], StyleResult]]:
     """(layers, result) of every config as members of one batched optimization (sub-batches if memory asks)."""
     union = union_config(kind, config, [layers for layers, _ in configs])
     content, styles = prepare_images(image, image, union)
-    targets = targets_for(weights, content, styles, union)
+    targets = targets_for(vgg, content, styles, union)
     x0 = initial_image(union, content, styles)
-    input_axes = LossInputs(vgg_params=None, targets=None, weights=0)
     plan = plan_batch(len(configs), *content.shape[:2], union)
-    for start in range(0, len(configs), plan.per_run):
-        part = configs[start : start + plan.per_run]
-        inputs = LossInputs(weights.params, targets, layer_factors(kind, union, [layers for layers, _ in part]))
-        run = run_batch(np.stack([x0] * len(part)), inputs, input_axes, union, callback=callback)
-        results = member_results(run, [c for _, c in part], inputs, input_axes, weights, loss_config=union)
-        yield from zip([layers for layers, _ in part], results)
-        if run.status == "interrupted":
-            return
+
+    def part(members: Sequence[tuple[tuple[str, ...], StyleConfig]]) -> Part:
+        factors = layer_factors(kind, union, [layers for layers, _ in members])
+        return Part(x0=np.stack([x0] * len(members)), inputs=LossInputs(vgg.params, targets, factors),
+                    input_axes=LossInputs(vgg_params=None, targets=None, weights=0),
+                    configs=[member_config for _, member_config in members], contents=[content] * len(members))
+
+    member_spans = list(spans(len(configs), plan.per_run))
+    parts = (part(configs[span]) for span in member_spans)
+    for span, results in zip(member_spans, run_parts(parts, vgg, union, callback=callback)):
+        yield from zip([layers for layers, _ in configs[span]], results)
 
 
 def _sequential_runs(
-    image: ImageLike,
+    image: ImageSource,
     configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
-    weights: VGGWeights,
+    vgg: VGGWeights,
     callback: Callable[[Progress], None] | None,
 ) -> Iterator[tuple[tuple[str, ...], StyleResult]]:
     """(layers, result) of one ``stylize`` per config, stopping after a run that was interrupted."""
     for layers, layer_config in configs:
-        result = stylize(image, image, weights=weights, config=layer_config, callback=callback)
+        result = stylize(image, image, vgg=vgg, config=layer_config, callback=callback)
         yield layers, result
-        if result.status == "interrupted":
+        if result.status == Status.INTERRUPTED:
             return
 
 
 def _reconstruct(
     kind: str,
-    image: ImageLike,
+    image: ImageSource,
     configs: Sequence[tuple[tuple[str, ...], StyleConfig]],
     config: StyleConfig,
-    weights: VGGWeights | str | os.PathLike | None,
+    vgg: VGGWeights,
     batched: bool | None,
     callback: Callable[[Progress], None] | None,
     on_done: Callable[[Reconstruction], None] | None,
 ) -> list[Reconstruction]:
     """The reconstructions of ``configs``: batched (None: ``batched_by_default``) or one ``stylize`` at a time."""
-    weights = resolve_weights(weights)
     if batched is None:
         batched = batched_by_default(config)
     if batched and len(configs) > 1:
-        runs = _batched_runs(kind, image, configs, config, weights, callback)
+        runs = _batched_runs(kind, image, configs, config, vgg, callback)
     else:
-        runs = _sequential_runs(image, configs, weights, callback)
+        runs = _sequential_runs(image, configs, vgg, callback)
     done: list[Reconstruction] = []
     for layers, result in runs:
         done.append(Reconstruction(kind, layers, result))
@@ -199,14 +201,15 @@ def _reconstruct(
 
 
 def reconstruct_content(
-    image: ImageLike,
+    image: ImageSource,
     layers: Sequence[str] = CONTENT_LAYERS,
     *,
     config: StyleConfig = StyleConfig(),
-    weights: VGGWeights | str | os.PathLike | None = None,
+    vgg: VGGArgument = None,
     batched: bool | None = None,
     callback: Callable[[Progress], None] | None = None,
     on_done: Callable[[Reconstruction], None] | None = None,
+    weights: VGGArgument = None,
 ) -> list[Reconstruction]:
     """One reconstruction of ``image`` from white noise per layer, by that layer's content loss alone.
 
@@ -217,18 +220,20 @@ def reconstruct_content(
     if not layers:
         raise ValueError("reconstruct_content needs at least one layer")
     configs = [((layer,), content_config(config, layer)) for layer in layers]
-    return _reconstruct("content", image, configs, config, weights, batched, callback, on_done)
+    vgg = resolve_vgg(vgg, weights, caller="reconstruct_content")
+    return _reconstruct("content", image, configs, config, vgg, batched, callback, on_done)
 
 
 def reconstruct_style(
-    image: ImageLike,
+    image: ImageSource,
     layer_sets: Sequence[Sequence[str]] = STYLE_LAYER_SETS,
     *,
     config: StyleConfig = StyleConfig(),
-    weights: VGGWeights | str | os.PathLike | None = None,
+    vgg: VGGArgument = None,
     batched: bool | None = None,
     callback: Callable[[Progress], None] | None = None,
     on_done: Callable[[Reconstruction], None] | None = None,
+    weights: VGGArgument = None,
 ) -> list[Reconstruction]:
     """One texture synthesized from white noise per layer set, by the style loss of ``image`` on that set alone.
 
@@ -239,4 +244,5 @@ def reconstruct_style(
         raise ValueError(f"reconstruct_style needs a list of layer sets, e.g. [('relu1_1',), ('relu1_1', 'relu2_1')]; "
                          f"got {layer_sets!r}")
     configs = [(tuple(layers), style_config(config, layers)) for layers in layer_sets]
-    return _reconstruct("style", image, configs, config, weights, batched, callback, on_done)
+    vgg = resolve_vgg(vgg, weights, caller="reconstruct_style")
+    return _reconstruct("style", image, configs, config, vgg, batched, callback, on_done)

@@ -1,4 +1,11 @@
-"""VGG19 feature extractor (torchvision's ``vgg19().features``) as a Flax module, with its preprocessing."""
+"""VGG19 feature extractor (torchvision's ``vgg19().features``) as a Flax module, with its preprocessing.
+
+Where this departs from the paper's network: Gatys et al. used a *normalized* VGG19, each filter rescaled so that
+its mean activation over images and positions is one; these are torchvision's weights as trained, unscaled (the
+normalized network is what the style weight's default is tuned around, see ``nst_jax.losses``). Pooling is the
+paper's average pooling by default, taken as a plain mean over each 2x2 window, with weights that were trained
+with max pooling and are not rescaled for it (the paper's normalization would absorb the change in scale).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 POOLINGS: tuple[str, ...] = ("avg", "max")
+DEFAULT_POOLING = POOLINGS[0]
 
 
 def _layer_table() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
@@ -160,7 +168,7 @@ class VGG19Features(nn.Module):
     """VGG19's convolutional part; returns the activations of ``layers``, computing nothing past the deepest."""
 
     layers: tuple[str, ...]
-    pooling: str = "avg"
+    pooling: str = DEFAULT_POOLING
 
     @nn.compact
     def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
@@ -193,22 +201,19 @@ class VGG19Features(nn.Module):
         return outputs
 
 
-def _params_of(weights: Any) -> Mapping[str, Any]:
-    """The parameter tree of a ``VGGWeights`` or of a plain ``{conv: {kernel, bias}}`` mapping."""
-    return weights.params if hasattr(weights, "params") else weights
-
-
 def extract_features(
-    weights: Any,
+    params: Mapping[str, Mapping[str, Any]],
     images: jax.typing.ArrayLike,
     layers: Sequence[str],
-    pooling: str = "avg",
+    pooling: str = DEFAULT_POOLING,
 ) -> dict[str, jax.Array]:
-    """VGG19 activations (NHWC) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3)."""
+    """VGG19 activations (NHWC) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3).
+
+    ``params``: ``{conv: {"kernel", "bias"}}``, e.g. a ``VGGWeights`` (a mapping of its parameters).
+    """
     images = jnp.asarray(images, dtype=jnp.float32)
     single = images.ndim == 3
     batch = images[None] if single else images
-    params = _params_of(weights)
     deepest = max(LAYER_NAMES.index(layer) for layer in validate_layers(layers))
     needed = {name: params[name] for name in CONV_LAYERS if LAYER_NAMES.index(name) <= deepest}
     outputs = VGG19Features(tuple(layers), pooling).apply({"params": needed}, batch)

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,21 @@ class WeightsInfo:
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
-class VGGWeights:
-    """The VGG19 parameter tree ``{conv: {"kernel": HWIO, "bias": O}}`` and its provenance."""
+class VGGWeights(Mapping):
+    """The VGG19 parameter tree ``{conv: {"kernel": HWIO, "bias": O}}`` and its provenance; a read-only mapping of
+    the tree itself, so it goes wherever parameters do (``extract_features(weights, ...)``)."""
 
     params: Mapping[str, Mapping[str, jax.Array]]
     info: WeightsInfo
+
+    def __getitem__(self, layer: str) -> Mapping[str, jax.Array]:
+        return self.params[layer]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
 
     @property
     def pretrained(self) -> bool:

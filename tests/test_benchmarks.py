@@ -14,8 +14,11 @@ import pytest
 
 from benchmarks import compare, torch_baseline
 from nst_jax.config import StyleConfig
-from nst_jax.transfer import initial_image, prepare_images, stylize
+from nst_jax.problem import initial_image, prepare_images
+from nst_jax.transfer import stylize
 from nst_jax.weights import load_weights
+
+pytestmark = pytest.mark.slow  # the harness compiles and times both implementations
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE = 32
@@ -89,8 +92,9 @@ def test_table_prints_the_json_numbers(harness_run):
     _, stdout, report = harness_run
     for row in report["rows"]:
         line = next(
-            l for l in stdout.splitlines()
-            if l.startswith(row["implementation"]) and f" {row['backend']} " in l and f" {row['optimizer']} " in l
+            text for text in stdout.splitlines()
+            if text.startswith(row["implementation"]) and f" {row['backend']} " in text
+            and f" {row['optimizer']} " in text
         )
         assert f"{row['final_losses']['total']:.5g}" in line
         assert f"{row['ms_per_iteration']:.1f}" in line
@@ -108,7 +112,7 @@ def test_json_losses_are_the_runs_losses(harness_run):
         weights = compare.load_quietly(compare.random_weights_file(Path(scratch)))
     assert weights.checksum == report["weights"]["sha256"]
     content, styles = prepare_images(settings["content"], settings["style"], config)
-    ours = stylize(content, styles, weights=weights, config=config)
+    ours = stylize(content, styles, vgg=weights, config=config)
     assert ours.final_losses.total == pytest.approx(rows["nst_jax"]["final_losses"]["total"], rel=1e-6)
     np.testing.assert_allclose(ours.losses.total, rows["nst_jax"]["loss_history"], rtol=1e-6)
     model = torch_baseline.load_torch_vgg(weights, "avg")

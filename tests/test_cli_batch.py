@@ -22,7 +22,10 @@ import pytest
 from PIL import Image
 
 from conftest import save_random_image
-from nst_jax import StyleConfig, cli, cli_many, memory
+from nst_jax import StyleConfig, cli, memory
+from nst_jax.cli import common
+from nst_jax.cli import sweep as cli_sweep
+from nst_jax.color import rgb_to_yiq
 from nst_jax.contact_sheet import (
     caption_font_size,
     contact_sheet,
@@ -30,9 +33,8 @@ from nst_jax.contact_sheet import (
     drawable_text,
     sheet_layout,
 )
-from nst_jax.color import rgb_to_yiq
 from nst_jax.image_io import load_image, read_png_metadata
-from nst_jax.transfer import prepare_images
+from nst_jax.problem import prepare_images
 
 # Adam compiles several times faster than L-BFGS (no line-search loops), and the optimizer is not under test here.
 FAST = [
@@ -135,26 +137,26 @@ def test_contact_sheet_rejects_bad_input():
 
 def test_member_names_and_labels():
     lists = {"style_weight": (1e2, 1e3), "tv_weight": (0.0, 1e-2)}
-    assert [p.name for p in cli_many.member_paths(Path("d/out.jpg"), lists)] == [
+    assert [p.name for p in cli_sweep.member_paths(Path("d/out.jpg"), lists)] == [
         "out_sw1e+02_tv0e+00.jpg", "out_sw1e+03_tv1e-02.jpg"]
-    assert cli_many.grid_path(Path("d/out.jpg")) == Path("d/out_grid.png")
-    assert cli_many.distinct_format([1000.0, 1500.0, 2000.0]) == ["1.0e+03", "1.5e+03", "2.0e+03"]  # 1500 ~ 2e+03
-    configs = cli_many.member_configs(StyleConfig(content_weight=10.0), lists)
-    assert cli_many.member_labels(configs, with_tv=True) == ["α/β = 1e-01\nTV = 0e+00", "α/β = 1e-02\nTV = 1e-02"]
-    assert cli_many.member_labels([StyleConfig(style_weight=0.0)], with_tv=False) == ["α/β = inf"]
+    assert cli_sweep.grid_path(Path("d/out.jpg")) == Path("d/out_grid.png")
+    assert cli_sweep.distinct_format([1000.0, 1500.0, 2000.0]) == ["1.0e+03", "1.5e+03", "2.0e+03"]  # 1500 ~ 2e+03
+    configs = cli_sweep.member_configs(StyleConfig(content_weight=10.0), lists)
+    assert cli_sweep.member_labels(configs, with_tv=True) == ["α/β = 1e-01\nTV = 0e+00", "α/β = 1e-02\nTV = 1e-02"]
+    assert cli_sweep.member_labels([StyleConfig(style_weight=0.0)], with_tv=False) == ["α/β = inf"]
 
 
 def test_both_command_forms_parse():
-    parse = cli.build_parser().parse_intermixed_args
+    parse = common.build_parser().parse_intermixed_args
     single = parse(["c.png", "s1.png", "-o", "o.png", "s2.png"])
     assert (single.content, single.styles, single.batch) == (Path("c.png"), [Path("s1.png"), Path("s2.png")], None)
     batch = parse(["--batch", "photos", "s.png", "-o", "outdir"])
-    assert batch.batch == "photos" and cli.style_paths(batch) == [Path("s.png")]
-    assert cli.style_paths(parse(["--batch", "photos", "s1.png", "s2.png", "-o", "o"])) == [Path("s1.png"),
+    assert batch.batch == "photos" and common.style_paths(batch) == [Path("s.png")]
+    assert common.style_paths(parse(["--batch", "photos", "s1.png", "s2.png", "-o", "o"])) == [Path("s1.png"),
                                                                                               Path("s2.png")]
     weights = parse(["c.png", "s.png", "-o", "o.png", "--style-weight", "1e2, 1e3", "--tv-weight", "0.5"])
-    config = cli.config_from_args(weights)
-    assert cli.weight_sweep(weights, config) == {"style_weight": (1e2, 1e3)}
+    config = common.config_from_args(weights)
+    assert common.weight_sweep(weights, config) == {"style_weight": (1e2, 1e3)}
     assert config.tv_weight == 0.5 and config.style_weight == 1e2
 
 
@@ -240,13 +242,13 @@ def test_sweep_and_batch_keep_the_content_colours(tmp_path, inputs, weights_file
 def test_sweep_member_that_turns_non_finite_is_reported_and_not_written(
     tmp_path, inputs, weights_file, monkeypatch, capsys
 ):
-    real = cli_many.stylize_sweep
+    real = cli_sweep.stylize_sweep
 
     def middle_diverges(*args, **kwargs):
         results = real(*args, **kwargs)
         return [results[0], dataclasses.replace(results[1], status="non-finite"), results[2]]
 
-    monkeypatch.setattr(cli_many, "stylize_sweep", middle_diverges)
+    monkeypatch.setattr(cli_sweep, "stylize_sweep", middle_diverges)
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
     assert cli.main([str(arg) for arg in argv]) == 1
     captured = capsys.readouterr()
@@ -257,12 +259,12 @@ def test_sweep_member_that_turns_non_finite_is_reported_and_not_written(
 
 
 def test_ctrl_c_during_a_sweep_saves_the_current_images(tmp_path, inputs, weights_file, monkeypatch, capsys):
-    class InterruptingBar(cli.tqdm):
+    class InterruptingBar(common.tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             super().update(n)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "tqdm", InterruptingBar)
+    monkeypatch.setattr(common, "tqdm", InterruptingBar)
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
     assert cli.main([str(arg) for arg in argv]) == 130
     err = capsys.readouterr().err
@@ -352,7 +354,7 @@ def test_batch_with_nothing_left_to_do_loads_nothing(batch_run, tmp_path, batch_
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded although every output exists")
 
-    monkeypatch.setattr(cli, "load_weights", must_not_load)
+    monkeypatch.setattr(common, "load_weights", must_not_load)
     out = tmp_path / "styled"
     shutil.copytree(batch_run[1], out)
     shutil.copy(out / "a.png", out / "broken.png")  # as if broken.png had been written too
@@ -492,7 +494,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(cli, "load_weights", must_not_load)
+    monkeypatch.setattr(common, "load_weights", must_not_load)
     contents, empty, twins = tmp_path / "contents", tmp_path / "empty", tmp_path / "twins"
     for folder in (contents, empty, twins):
         folder.mkdir()

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from nst_jax import cli, cli_reconstruct
+from nst_jax import cli
+from nst_jax.cli import common
+from nst_jax.cli import reconstruct as cli_reconstruct
 from nst_jax.image_io import load_image, read_png_metadata
 
 FAST = ["--image-size", "32", "--iterations", "3", "--chunk-size", "3", "--quiet"]
@@ -46,6 +48,7 @@ def test_content_writes_one_image_per_layer_and_a_grid(capsys, tmp_path, inputs,
     assert grid.shape[0] > 27 and grid.shape[1] > 3 * 32  # input + two reconstructions in one row
 
 
+@pytest.mark.slow
 def test_style_writes_growing_layer_sets(capsys, tmp_path, inputs, weights_file):
     out = tmp_path / "texture"
     code, stdout, stderr = _run(capsys, "style", str(inputs["style"]), "-o", str(out), "--layers",
@@ -120,5 +123,5 @@ def test_missing_weights_name_the_command_that_fetches_them(capsys, tmp_path, in
 def test_layer_sets():
     assert cli_reconstruct.layer_sets("content", None) == [(layer,) for layer in cli_reconstruct.CONTENT_LAYERS]
     assert cli_reconstruct.layer_sets("style", ("relu1_1", "relu3_1")) == [("relu1_1",), ("relu1_1", "relu3_1")]
-    with pytest.raises(cli.UsageError, match="at least one layer"):
+    with pytest.raises(common.UsageError, match="at least one layer"):
         cli_reconstruct.layer_sets("style", ())

@@ -1,4 +1,5 @@
-"""Colour controls: YIQ round trip, luminance transfer keeps the content's chrominance, colour matching its statistics."""
+"""Colour controls: YIQ round trip, luminance transfer keeps the content's chrominance, colour matching its
+statistics."""
 
 from __future__ import annotations
 

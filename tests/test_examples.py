@@ -11,6 +11,8 @@ import pytest
 
 from nst_jax.image_io import load_image
 
+pytestmark = pytest.mark.slow  # each example compiles and runs several optimizations
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = ["--size", "32", "--iterations", "2", "--quiet"]
 # Each script and the files it must write into --out.
@@ -18,7 +20,8 @@ WRITES = {
     "transfer": ["transfer_style.png", "transfer_style2.png", "transfer_sheet.png"],
     "ratio_grid": ["ratio_1e-04.png", "ratio_1e-01.png", "ratio_grid.png"],
     "reconstructions": ["reconstruct_content_relu1_2.png", "reconstruct_content_relu5_2.png",
-                        "reconstruct_style_relu1_1.png", "reconstruct_style_relu1_1-relu5_1.png", "reconstructions.png"],
+                        "reconstruct_style_relu1_1.png", "reconstruct_style_relu1_1-relu5_1.png",
+                        "reconstructions.png"],
     "init_study": ["init_noise_seed_0.png", "init_noise_seed_1.png", "init_content.png", "init_style.png",
                    "init_study.png"],
     "colour": ["colour_style_colours.png", "colour_luminance.png", "colour_histogram.png", "colour.png"],

@@ -16,8 +16,11 @@ import pytest
 from benchmarks import torch_baseline
 from nst_jax.config import StyleConfig
 from nst_jax.losses import content_loss, style_layer_loss
-from nst_jax.transfer import initial_image, prepare_images, stylize, targets_for
+from nst_jax.problem import initial_image, prepare_images, targets_for
+from nst_jax.transfer import stylize
 from nst_jax.vgg import extract_features
+
+pytestmark = pytest.mark.slow  # full-layer runs against PyTorch
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE = 48  # longest side; the example content image becomes 48x32
@@ -69,9 +72,11 @@ def jax_layer_losses(weights, image: np.ndarray, content, styles, config: StyleC
     layers = tuple(dict.fromkeys(config.content_layers + config.style_layers))
     features = jax.jit(extract_features, static_argnames=("layers", "pooling"))(weights, image, layers=layers)
     form = config.loss_form
-    values = {f"content/{l}": content_loss(features[l], targets.content[l], form=form) for l in config.content_layers}
+    values = {f"content/{layer}": content_loss(features[layer], targets.content[layer], form=form)
+              for layer in config.content_layers}
     values |= {
-        f"style/{l}": style_layer_loss(features[l], targets.style_grams[l], form=form) for l in config.style_layers
+        f"style/{layer}": style_layer_loss(features[layer], targets.style_grams[layer], form=form)
+        for layer in config.style_layers
     }
     return {name: float(value) for name, value in values.items()}
 
@@ -97,7 +102,7 @@ def test_total_loss_matches_at_the_initial_image(vgg_weights, torch_model, form)
     config = StyleConfig(image_size=SIZE, init="noise", loss_form=form, tv_weight=1e-3, iterations=1,
                          optimizer="adam")
     content, styles, init = images(config)
-    ours = stylize(content, styles, weights=vgg_weights, config=config).losses
+    ours = stylize(content, styles, vgg=vgg_weights, config=config).losses
     reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config).losses
     for name in ("total", "content", "style", "tv"):
         got, want = float(getattr(ours, name)[0]), float(getattr(reference, name)[0])
@@ -107,7 +112,7 @@ def test_total_loss_matches_at_the_initial_image(vgg_weights, torch_model, form)
 def test_adam_follows_the_same_trajectory(vgg_weights, torch_model):
     config = StyleConfig(image_size=SIZE, iterations=30, optimizer="adam", init="content")
     content, styles, init = images(config)
-    ours = stylize(content, styles, weights=vgg_weights, config=config)
+    ours = stylize(content, styles, vgg=vgg_weights, config=config)
     reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config)
     assert ours.iterations == reference.iterations == 30
     for name in ("total", "content", "style"):
@@ -133,7 +138,7 @@ def test_adam_follows_the_same_trajectory(vgg_weights, torch_model):
 def test_lbfgs_reaches_the_same_loss(vgg_weights, torch_model, backend):
     config = StyleConfig(image_size=SIZE, iterations=30, optimizer="lbfgs", lbfgs_backend=backend, init="content")
     content, styles, init = images(config)
-    ours = stylize(content, styles, weights=vgg_weights, config=config)
+    ours = stylize(content, styles, vgg=vgg_weights, config=config)
     reference = torch_baseline.stylize_torch(torch_model, content, styles, init, config=config)
     assert ours.iterations == reference.iterations == 30
     got, want = ours.final_losses.total, reference.final_losses.total

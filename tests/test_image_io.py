@@ -19,9 +19,7 @@ from nst_jax.image_io import (
     load_image,
     read_png_metadata,
     resize_image,
-    resize_longest_side,
     save_image,
-    scale_image,
 )
 
 EXACT_8BIT = 1e-6  # float32 rounding of k / 255
@@ -593,33 +591,11 @@ def test_resize_accepts_uint8_and_2d():
     np.testing.assert_allclose(out, 1.0)
 
 
-@pytest.mark.parametrize(
-    ("shape", "longest", "expected"),
-    [((300, 451), 512, (341, 512)), ((451, 300), 200, (200, 133)), ((10, 10), 4, (4, 4)), ((1, 1000), 10, (1, 10))],
-)
-def test_resize_longest_side_keeps_aspect(shape, longest, expected):
-    out = resize_longest_side(np.full((*shape, 3), 0.5, np.float32), longest)
-    assert out.shape == (*expected, 3)
-    assert max(out.shape[:2]) == longest
-    h, w = shape
-    assert abs(out.shape[0] / out.shape[1] - h / w) <= 1 / min(out.shape[:2])
-
-
-def test_scale_image():
-    image = np.full((30, 45, 3), 0.5, np.float32)
-    assert scale_image(image, 0.5).shape == (15, 22, 3)  # 22.5 rounds half to even
-    assert scale_image(image, 2).shape == (60, 90, 3)
-    assert scale_image(image, 0.001).shape == (1, 1, 3)
-
-
 def test_resize_rejects_bad_arguments():
     image = _random_image()
     for args in [(0, 5), (5, -1), (2.5, 3), (True, 3)]:
         with pytest.raises(ValueError, match="positive integer"):
             resize_image(image, *args)
-    for factor in [0, -1, float("nan"), float("inf")]:
-        with pytest.raises(ValueError, match="positive finite"):
-            scale_image(image, factor)
     with pytest.raises(ImageError, match="NaN"):
         resize_image(np.full((4, 4, 3), np.nan, np.float32), 2, 2)
 

@@ -128,14 +128,15 @@ def test_total_loss_composes_the_terms(vgg_weights, form):
                            style_layer_weights=(0.5, 0.3, 0.2), form=form)
     terms = jax.jit(loss_fn)(image, LossInputs(vgg_weights.params, targets, LossWeights(2.0, 30.0, 0.7)))
 
-    features = {k: np.asarray(v) for k, v in extract_features(vgg_weights, image, content_layers + style_layers).items()}
+    features = {k: np.asarray(v)
+                for k, v in extract_features(vgg_weights, image, content_layers + style_layers).items()}
     style_features = {k: np.asarray(v) for k, v in extract_features(vgg_weights, style, style_layers).items()}
     content_features = np.asarray(extract_features(vgg_weights, content, content_layers)["relu3_2"])
     diff = features["relu3_2"].astype(np.float64) - content_features
     expected_content = 0.5 * np.sum(diff**2) if form == "paper" else np.mean(diff**2)
     expected_style = sum(
-        w * np_style_layer(features[l], np_gram(style_features[l], form), form)
-        for l, w in zip(style_layers, (0.5, 0.3, 0.2))
+        w * np_style_layer(features[layer], np_gram(style_features[layer], form), form)
+        for layer, w in zip(style_layers, (0.5, 0.3, 0.2))
     )
     expected_tv = float(total_variation_loss(image, form=form))
     np.testing.assert_allclose(terms.content, expected_content, rtol=1e-4)
@@ -153,7 +154,8 @@ def test_per_layer_factors_select_layers_under_vmap(vgg_weights):
     union = make_loss_fn(content_layers=content_layers, style_layers=style_layers, style_layer_weights=(1.0, 1.0))
     factors = LossWeights(
         content=np.ones(2, np.float32), style=np.ones(2, np.float32), tv=np.zeros(2, np.float32),
-        content_layers=np.asarray([[1, 0], [0, 1]], np.float32), style_layers=np.asarray([[1, 0], [0.5, 0.5]], np.float32),
+        content_layers=np.asarray([[1, 0], [0, 1]], np.float32),
+        style_layers=np.asarray([[1, 0], [0.5, 0.5]], np.float32),
     )
     batched = jax.jit(jax.vmap(union, in_axes=(None, LossInputs(None, None, 0))))(
         image, LossInputs(vgg_weights.params, targets, factors)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets
-from nst_jax.optimize import SolverSpec, chunk_count, compile_solver, minimize
+from nst_jax.optimize import SolverSpec, compile_solver, minimize, next_chunk
 
 SPECS = {
     "lbfgs-jaxopt": SolverSpec("lbfgs", "jaxopt"),
@@ -48,7 +48,7 @@ def test_chunks_make_one_dispatch_each_and_do_not_recompile():
     compiled = compile_solver(quadratic, SPECS["adam"])
     before = compiled.chunk._cache_size()
     run = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=100, chunk_size=30)
-    assert run.dispatches == chunk_count(100, 30) == 4  # 30 + 30 + 30 + 10, not 100
+    assert run.dispatches == 4  # 30 + 30 + 30 + 10, not 100
     assert run.iterations == 100 and run.history.total.shape == (100,)
     assert compiled.chunk._cache_size() - before <= 1  # the short last chunk reuses the compilation
     minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=45, chunk_size=30)
@@ -90,3 +90,40 @@ def test_interrupt_returns_the_last_chunk():
 def test_rejects_non_positive_counts():
     with pytest.raises(ValueError, match="positive"):
         minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=0)
+
+
+@pytest.mark.parametrize(
+    "done,seconds_per_step,expected",
+    [
+        (0, None, 1),  # the speed is unknown: one step (it also compiles), then measure
+        (1, 0.5, 3),  # 2 s / 0.5 s = 4 steps, but the chunk ends at the next multiple of 4 (snapshots fall there)
+        (4, 0.5, 4),
+        (4, 10.0, 1),  # slower than the target: one step per chunk
+        (4, 0.001, 4),  # fast: never more than chunk_size
+        (9, 0.001, 1),  # never past the last iteration
+    ],
+)
+def test_next_chunk_aims_at_the_progress_interval(done, seconds_per_step, expected):
+    assert next_chunk(done, 10, 4, seconds_per_step, 2.0) == expected
+
+
+def test_fixed_chunks_without_a_progress_interval():
+    assert [next_chunk(done, 10, 4, 0.5, None) for done in (0, 4, 8)] == [4, 4, 2]
+
+
+def test_progress_interval_changes_the_chunks_not_the_run():
+    progress = []
+    fixed = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=12, chunk_size=4)
+    timed = minimize(quadratic, X0, INPUTS, spec=SPECS["adam"], iterations=12, chunk_size=4, progress_seconds=1e-9,
+                     callback=progress.append)
+    np.testing.assert_array_equal(timed.history.total, fixed.history.total)
+    np.testing.assert_array_equal(np.asarray(timed.image), np.asarray(fixed.image))
+    assert [p.iteration for p in progress] == list(range(1, 13)) and timed.dispatches == 12
+
+
+def test_adams_learning_rate_is_traced():
+    slow = minimize(quadratic, X0, INPUTS, spec=SolverSpec("adam", learning_rate=0.01), iterations=5, chunk_size=5)
+    fast = minimize(quadratic, X0, INPUTS, spec=SolverSpec("adam", learning_rate=0.1), iterations=5, chunk_size=5)
+    assert compile_solver(quadratic, SolverSpec("adam", learning_rate=0.01)) is compile_solver(
+        quadratic, SolverSpec("adam", learning_rate=0.1))
+    assert fast.history.content[-1] < slow.history.content[-1]  # the step size really differs

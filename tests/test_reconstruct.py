@@ -31,23 +31,24 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="module")
 def content_runs(vgg_weights, image):
     done = []
-    runs = reconstruct_content(image, CONTENT, config=CONFIG, weights=vgg_weights, batched=False, on_done=done.append)
+    runs = reconstruct_content(image, CONTENT, config=CONFIG, vgg=vgg_weights, batched=False, on_done=done.append)
     assert done == runs
     return runs
 
 
 @pytest.fixture(scope="module")
 def style_runs(vgg_weights, image):
-    return reconstruct_style(image, STYLE, config=CONFIG, weights=vgg_weights, batched=False)
+    return reconstruct_style(image, STYLE, config=CONFIG, vgg=vgg_weights, batched=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["content", "style"])
 def test_batched_members_equal_the_sequential_runs(vgg_weights, image, kind, request):
     """One vmapped batch over the union of the layers gives each member its own sequential run's result."""
     sequential = request.getfixturevalue(f"{kind}_runs")
     reconstruct, layers = (reconstruct_content, CONTENT) if kind == "content" else (reconstruct_style, STYLE)
     done = []
-    batched = reconstruct(image, layers, config=CONFIG, weights=vgg_weights, batched=True, on_done=done.append)
+    batched = reconstruct(image, layers, config=CONFIG, vgg=vgg_weights, batched=True, on_done=done.append)
     assert done == batched
     assert [r.layers for r in batched] == [r.layers for r in sequential]
     for one, alone in zip(batched, sequential):

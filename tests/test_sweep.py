@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import random_images
-from nst_jax import StyleConfig, stylize
-from nst_jax import memory
-from nst_jax.image_io import save_image
+from nst_jax import StyleConfig, memory, stylize
 from nst_jax.color import rgb_to_yiq
+from nst_jax.image_io import save_image
 from nst_jax.memory import activation_bytes, plan_batch
+from nst_jax.problem import prepare_images
 from nst_jax.sweep import stylize_batch, stylize_sweep
-from nst_jax.transfer import prepare_images
 
 CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
 ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
@@ -46,25 +45,27 @@ def assert_same_result(batched, single) -> None:
 @pytest.fixture(scope="module")
 def adam_sweep(vgg_weights, images):
     """The Adam sweep over STYLE_WEIGHTS, shared by the tests that compare against it."""
-    return stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, weights=vgg_weights)
+    return stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, optimizer):
     config = CONFIG if optimizer == "lbfgs" else ADAM
-    results = (stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, weights=vgg_weights)
+    results = (stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, vgg=vgg_weights)
                if optimizer == "lbfgs" else adam_sweep)
     assert [r.config.style_weight for r in results] == STYLE_WEIGHTS
     for weight, result in zip(STYLE_WEIGHTS, results):
         assert result.status == "completed"
-        assert_same_result(result, stylize(*images, weights=vgg_weights, config=config.replace(style_weight=weight)))
+        assert_same_result(result, stylize(*images, vgg=vgg_weights, config=config.replace(style_weight=weight)))
 
 
+@pytest.mark.slow
 def test_early_converging_member_does_not_change_the_others(vgg_weights, images):
     # Member 1 has every weight zero: its gradient is zero at once, so its line searches end immediately.
-    reference = stylize_sweep(*images, style_weights=[1e6, 1e8], config=CONFIG, weights=vgg_weights)
+    reference = stylize_sweep(*images, style_weights=[1e6, 1e8], config=CONFIG, vgg=vgg_weights)
     mixed = stylize_sweep(*images, style_weights=[1e6, 0.0], content_weights=[1.0, 0.0], config=CONFIG,
-                          weights=vgg_weights)
+                          vgg=vgg_weights)
     np.testing.assert_array_equal(mixed[0].image, reference[0].image)
     np.testing.assert_array_equal(mixed[0].losses.total, reference[0].losses.total)
     assert float(mixed[1].final_losses.total) == 0.0
@@ -74,7 +75,7 @@ def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, a
     per_image = activation_bytes(24, 32, ADAM)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda device: int(1.5 * per_image))
     plans = []
-    split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, weights=vgg_weights,
+    split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights,
                           on_plan=plans.append)
     assert plans[0].per_run == 1 and plans[0].runs == 3 and "split into 3 runs" in plans[0].describe()
     for a, b in zip(adam_sweep, split):
@@ -92,9 +93,10 @@ def test_memory_estimate_grows_with_size_and_depth():
 def test_weight_lists_must_broadcast(vgg_weights, images):
     with pytest.raises(ValueError, match="content_weight list has 2 values; expected 1 or 3"):
         stylize_sweep(*images, style_weights=STYLE_WEIGHTS, content_weights=[1, 2], config=CONFIG,
-                      weights=vgg_weights)
+                      vgg=vgg_weights)
 
 
+@pytest.mark.slow
 def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images):
     content, style = images
     paths = [
@@ -105,23 +107,23 @@ def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images)
     ]
     paths[2].write_text("not an image")
     done, plans = [], []
-    items = stylize_batch(paths, style, config=CONFIG, weights=vgg_weights, on_done=done.append,
+    items = stylize_batch(paths, style, config=CONFIG, vgg=vgg_weights, on_done=done.append,
                           on_plan=plans.append)
     assert [item.source for item in items] == paths
     assert items[2].result is None and "broken.png" in items[2].error
     assert [p.size for p in plans] == [2, 1]  # two 24x32 images in one batch, the 32x24 one alone
     assert len(done) == 4
-    single = stylize(paths[1], style, weights=vgg_weights, config=CONFIG)  # L-BFGS, as the batch ran
+    single = stylize(paths[1], style, vgg=vgg_weights, config=CONFIG)  # L-BFGS, as the batch ran
     assert_same_result(items[1].result, single)
     assert items[3].result.image.shape == (32, 24, 3)
 
 
 def test_sweep_keeps_the_content_colours_like_single_runs(vgg_weights, images):
     config = ADAM.replace(preserve_color="luminance")
-    results = stylize_sweep(*images, style_weights=[1e4, 1e8], config=config, weights=vgg_weights)
+    results = stylize_sweep(*images, style_weights=[1e4, 1e8], config=config, vgg=vgg_weights)
     content_image, _ = prepare_images(images[0], images[1], config)
     for weight, result in zip([1e4, 1e8], results):
-        assert_same_result(result, stylize(*images, weights=vgg_weights, config=config.replace(style_weight=weight)))
+        assert_same_result(result, stylize(*images, vgg=vgg_weights, config=config.replace(style_weight=weight)))
         inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
         np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
                                    atol=1e-5)
@@ -133,17 +135,17 @@ def test_batch_recolours_the_style_for_each_content(tmp_path, vgg_weights, image
     paths = [save_image(tmp_path / "a.png", content),
              save_image(tmp_path / "b.png", random_images((48, 64, 3), seed=25) * np.float32([1.0, 0.2, 0.4]))]
     config = ADAM.replace(preserve_color="histogram")
-    items = stylize_batch(paths, style, config=config, weights=vgg_weights)
+    items = stylize_batch(paths, style, config=config, vgg=vgg_weights)
     for path, item in zip(paths, items):
-        assert_same_result(item.result, stylize(path, style, weights=vgg_weights, config=config))
+        assert_same_result(item.result, stylize(path, style, vgg=vgg_weights, config=config))
 
 
 def test_batched_runs_refuse_coarse_to_fine(vgg_weights, images):
     config = CONFIG.replace(scales=(16, 32))
     with pytest.raises(ValueError, match="stylize_sweep optimizes at one size"):
-        stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, weights=vgg_weights)
+        stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=config, vgg=vgg_weights)
     with pytest.raises(ValueError, match="stylize_batch optimizes at one size"):
-        stylize_batch([images[0]], images[1], config=config, weights=vgg_weights)
+        stylize_batch([images[0]], images[1], config=config, vgg=vgg_weights)
 
 
 SHARDED_SCRIPT = textwrap.dedent(
@@ -153,9 +155,9 @@ SHARDED_SCRIPT = textwrap.dedent(
     warnings.simplefilter("ignore")
     import jax
     from nst_jax import StyleConfig, load_weights
+    from nst_jax.batching import run_batch
     from nst_jax.losses import LossInputs, LossWeights
-    from nst_jax import sweep
-    from nst_jax.transfer import initial_image, prepare_images, targets_for
+    from nst_jax.problem import initial_image, loss_spec_for, prepare_images, solver_spec_for, targets_for
     weights = load_weights(sys.argv[1])
     data = np.load(sys.argv[2])
     config = StyleConfig(**json.loads(sys.argv[3]))
@@ -164,7 +166,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     x0 = np.stack([initial_image(config, content, styles)] * 3)
     loss_weights = LossWeights(*(np.asarray(v, np.float32) for v in ([1.0] * 3, [1e4, 1e6, 1e8], [0.0] * 3)))
     axes = LossInputs(None, None, 0)
-    run = sweep.run_batch(x0, LossInputs(weights.params, targets, loss_weights), axes, config)
+    run = run_batch(x0, LossInputs(weights.params, targets, loss_weights), axes, loss_spec_for(config),
+                    solver_spec_for(config), iterations=config.iterations, chunk_size=config.chunk_size)
     shards = [tuple(shard.data.shape) for shard in run.image.addressable_shards]
     np.save(sys.argv[4], np.asarray(run.image)[:3])
     print(json.dumps({"devices": len(jax.devices()), "device_set": len(run.image.sharding.device_set),
@@ -173,6 +176,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam_sweep):
     content, style = images
     np.savez(tmp_path / "inputs.npz", content=content, style=style)

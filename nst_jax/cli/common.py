@@ -1,22 +1,14 @@
-"""Command line (also ``python -m nst_jax``), in three forms:
+"""What every form of the command line shares: exit codes, ``UsageError``, the main parser (its style options
+generated from ``StyleConfig``'s field metadata), the checks made before anything slow (inputs, outputs under
+``nst_jax.files``' rules, sizes, memory), device and weights set-up, the progress bar over one or many runs, the
+JSON log, and ``StopSignals``.
 
-* ``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image.
-* the same with a comma list in ``--style-weight``, ``--content-weight`` or ``--tv-weight``: a weight sweep, run as
-  one batched ``stylize_sweep``; each member goes to OUT's name + a suffix per swept weight (``out_sw1e+03.png``),
-  and a contact sheet labelled with each member's alpha/beta to OUT's name + ``_grid.png``.
-* ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images with ``stylize_batch``, each to
-  ``OUTDIR/<content name>.png``; unreadable contents are skipped, finished ones are not redone.
-
-The sweep and ``--batch`` forms live in ``nst_jax.cli_many``; ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``
-(the paper's figure 1) in ``nst_jax.cli_reconstruct``. This module parses, checks and runs the single form.
-
-Every style option's default comes from ``StyleConfig()``. Known user errors (bad images, paths, options,
-missing weights, a run too large for memory) are one ``nst-jax: error: ...`` line and exit code 2, found before
-any slow work; anything else keeps its traceback. Outputs follow ``nst_jax.files``' rules: no input is ever
-written, an existing file is replaced only if nst_jax wrote it (or with ``--overwrite``), every file is written
-whole, and a run that finished no iteration writes no image. Ctrl-C and SIGTERM save what is finished (further
-signals wait for that). Exit codes: 0 done, 1 failed (non-finite loss, or a file could not be written), 2 bad
-input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+Known user errors (bad images, paths, options, missing weights, a run too large for memory) are one
+``nst-jax: error: ...`` line and exit code 2, found before any slow work; anything else keeps its traceback.
+Outputs follow ``nst_jax.files``' rules: no input is ever written, an existing file is replaced only if nst_jax
+wrote it (or with ``--overwrite``), every file is written whole, and a run that finished no iteration writes no
+image. Ctrl-C and SIGTERM save what is finished (further signals wait for that). Exit codes: 0 done, 1 failed
+(non-finite loss, or a file could not be written), 2 bad input, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,15 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import math
 import re
 import signal
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +32,15 @@ from tqdm import tqdm
 
 from nst_jax import files, image_io, memory
 from nst_jax.argparsing import OneLineParser
-from nst_jax.config import (
-    DEFAULT_STYLE_WEIGHT,
-    INITS,
-    LBFGS_BACKENDS,
-    OPTIMIZERS,
-    PRESERVE_COLORS,
-    ConfigError,
-    StyleConfig,
-)
-from nst_jax.losses import LOSS_FORMS
-from nst_jax.optimize import Progress
-from nst_jax.transfer import StyleResult, check_shapes, prepare_images, stylize
-from nst_jax.vgg import POOLINGS
+from nst_jax.config import INITS, ConfigError, StyleConfig, option_help, render_fields
+from nst_jax.optimize import Progress, Status
+from nst_jax.problem import check_shapes
+from nst_jax.result import StyleResult
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
 
 PROG = "nst-jax"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 DEVICES: tuple[str, ...] = ("cpu", "gpu")
-_DEFAULTS = StyleConfig()
 # The weights a comma list sweeps, and the tag of each in the members' file names (out_sw1e+03.png).
 WEIGHT_TAGS: dict[str, str] = {"style_weight": "sw", "content_weight": "cw", "tv_weight": "tv"}
 # Content images --batch takes from a folder (compared case-insensitively).
@@ -162,22 +142,48 @@ def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _flag(field: str) -> str:
+def flag(field: str) -> str:
     """The option of a ``StyleConfig`` field: ``image_size`` -> ``--image-size``."""
     return "--" + field.replace("_", "-")
 
 
-def add_style_option(
-    group: argparse._ArgumentGroup, field: str, help: str, *, default_text: str | None = None, **kwargs: Any
-) -> None:
-    """Add the option of a ``StyleConfig`` field, with the field's own default (shown in the help)."""
-    default = getattr(_DEFAULTS, field)
-    shown = _show(default) if default_text is None else default_text
-    group.add_argument(_flag(field), dest=field, default=default, help=f"{help} (default: {shown})", **kwargs)
+# How an option of each ``StyleConfig`` field type is parsed, and what "comma-separated" it takes.
+_PARSERS: dict[str, tuple[Callable[[str], Any] | None, str]] = {
+    "int": (int, ""),
+    "float": (float, ""),
+    "float | None": (float, ""),
+    "str": (None, ""),
+    "str | None": (None, ""),
+    "tuple[str, ...]": (comma_names, "comma-separated "),
+    "tuple[float, ...] | None": (_numbers, "comma-separated "),
+    "tuple[int, ...] | None": (_integers("integers such as 256,512"), "comma-separated "),
+}
+
+
+def add_config_options(group: argparse._ArgumentGroup, names: Sequence[str], *, sweeps: Sequence[str] = ()) -> None:
+    """Add the options of the ``StyleConfig`` fields ``names``: help, metavar, choices and default from the field's
+    metadata, the parser from its type; a field in ``sweeps`` takes a comma list of values (a weight sweep)."""
+    fields = {f.name: f for f in dataclasses.fields(StyleConfig)}
+    for name in names:
+        config_field, metadata = fields[name], fields[name].metadata
+        parse, prefix = _PARSERS[config_field.type]
+        metavar = metadata["metavar"]
+        help = prefix + option_help(name, flag)
+        if name in sweeps:
+            parse, metavar, help = _weights, f"{metavar}[,{metavar}...]", f"{help}; a comma list sweeps it"
+        default = metadata["default_text"]
+        shown = _show(config_field.default) if default is None else render_fields(default, flag)
+        group.add_argument(flag(name), dest=name, default=config_field.default, type=parse, metavar=metavar,
+                           choices=metadata["choices"], help=f"{help} (default: {shown})")
+
+
+def command_line_fields() -> list[str]:
+    """The ``StyleConfig`` fields the command line offers, in their order."""
+    return [f.name for f in dataclasses.fields(StyleConfig) if f.metadata["command_line"]]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; style options and their defaults mirror ``StyleConfig``."""
+    """The main command's argument parser; style options, their help and defaults come from ``StyleConfig``."""
     parser = OneLineParser(
         prog=PROG,
         usage=USAGE,
@@ -195,53 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output image (.png, .jpg); for a weight sweep the base of the members' names; with --batch the "
         "output folder",
     )
-
-    style = parser.add_argument_group("style transfer")
-    add = functools.partial(add_style_option, style)
-    add("image_size", "longest side of the output in pixels", type=int, metavar="PX")
-    add("iterations", "optimizer iterations", type=int, metavar="N")
-    add("optimizer", "lbfgs (the paper's), lbfgsb (pixels kept in [0, 1]) or adam", choices=OPTIMIZERS)
-    add("lbfgs_backend", "implementation of lbfgs", choices=LBFGS_BACKENDS)
-    add("history_size", "L-BFGS memory: past steps kept", type=int, metavar="N")
-    add("learning_rate", "Adam step size, in pixel units ([0, 1])", type=float, metavar="LR")
-    add("content_weight", "content weight (alpha); a comma list sweeps it", type=_weights, metavar="W[,W...]")
-    add(
-        "style_weight", "style weight (beta); a comma list sweeps it", type=_weights, metavar="W[,W...]",
-        default_text="the loss form's: "
-        + ", ".join(f"{weight:.0e} {form}".replace("e+0", "e") for form, weight in DEFAULT_STYLE_WEIGHT.items()),
-    )
-    add(
-        "tv_weight", "total-variation weight (the paper has none); a comma list sweeps it", type=_weights,
-        metavar="W[,W...]",
-    )
-    add("loss_form", "normalized (weights independent of image size) or paper (its equations)", choices=LOSS_FORMS)
-    add("content_layers", "comma-separated VGG19 layers of the content", type=comma_names, metavar="LAYERS")
-    add("style_layers", "comma-separated VGG19 layers of the style", type=comma_names, metavar="LAYERS")
-    add(
-        "style_layer_weights", "comma-separated weight per style layer", type=_numbers, metavar="WEIGHTS",
-        default_text="equal, summing to one",
-    )
-    add(
-        "style_blend_weights", "comma-separated weight per style image", type=_numbers, metavar="WEIGHTS",
-        default_text="equal",
-    )
-    add("style_scale", "style images are resized to the output size times this", type=float, metavar="S")
-    add("pooling", "VGG pooling", choices=POOLINGS)
-    add("init", f"starting image: {', '.join(INITS)} or an image file", metavar="INIT")
-    add("seed", "seed of the noise init", type=int, metavar="N")
-    add("chunk_size", "iterations per compiled call (progress is reported between calls)", type=int, metavar="N")
-    add(
-        "preserve_color", "keep the content's colours (Gatys et al. 2017): luminance or histogram",
-        choices=PRESERVE_COLORS, default_text="off, the style's colours",
-    )
-    add(
-        "scales", "comma-separated coarse-to-fine sizes ending at --image-size, --iterations at each; one image only",
-        type=_integers("sizes in pixels such as 256,512"), metavar="PX,PX...", default_text="--image-size only",
-    )
-    add(
-        "scale_iterations", "comma-separated iterations at each of --scales (e.g. 300,100,50); one image only",
-        type=_integers("iteration counts such as 300,100,50"), metavar="N,N...", default_text="--iterations at each",
-    )
+    add_config_options(parser.add_argument_group("style transfer"), command_line_fields(), sweeps=list(WEIGHT_TAGS))
 
     batch = parser.add_argument_group("many content images")
     batch.add_argument(
@@ -251,15 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--batch-format", choices=BATCH_FORMATS, default=None,
-        help="file type of the --batch outputs (default: png)",
+        help=f"file type of the --batch outputs (default: {BATCH_FORMATS[0]})",
     )
 
-    run = add_run_options(parser)
-    run.add_argument(
+    output = add_run_options(parser)
+    output.add_argument(
         "--save-every", type=_positive_int, default=None, metavar="N",
         help="also save the image every N iterations as OUT's name + _iterN (default: never; not with --batch)",
     )
-    run.add_argument(
+    output.add_argument(
         "--log-json", type=Path, default=None, metavar="PATH",
         help="write config and losses as JSON (a sweep or --batch: one record per image)",
     )
@@ -269,25 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
 def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet, --overwrite,
     --skip-memory-check); returns it."""
-    run = parser.add_argument_group("run and output")
-    run.add_argument(
+    output = parser.add_argument_group("run and output")
+    output.add_argument(
         "--weights", type=Path, default=None, metavar="PATH",
         help=f"VGG19 HDF5 weights (default: {default_weights_path()})",
     )
-    run.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG bits per channel (default: 8)")
-    run.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
-    run.add_argument(
+    output.add_argument("--bit-depth", type=int, choices=image_io.BIT_DEPTHS, default=image_io.BIT_DEPTHS[0],
+                        help=f"PNG bits per channel (default: {image_io.BIT_DEPTHS[0]})")
+    output.add_argument("--device", choices=DEVICES, default=None, help="JAX platform (default: JAX's choice)")
+    output.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors are still shown)")
+    output.add_argument(
         "--overwrite", action="store_true",
         help="replace existing output files even if nst-jax did not write them (never an input); with --batch, also "
         "redo contents whose output exists (default: skip them, so a run can be resumed)",
     )
-    run.add_argument(
+    output.add_argument(
         "--skip-memory-check", action="store_true",
         help="run even if the estimated memory need exceeds what the device has free (default: refuse, naming the "
         "largest size that fits)",
     )
-    return run
+    return output
 
 
 def _single(value: Any) -> Any:
@@ -297,7 +258,7 @@ def _single(value: Any) -> Any:
 
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
     """The ``StyleConfig`` of parsed arguments (``UsageError`` naming the option if a value is invalid)."""
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(StyleConfig)}
+    values = {name: getattr(args, name) for name in command_line_fields()}
     values.update({field: _single(values[field]) for field in WEIGHT_TAGS})
     if args.save_every is not None:  # chunk boundaries must fall on every snapshot iteration
         values["chunk_size"] = math.gcd(values["chunk_size"], args.save_every)
@@ -309,7 +270,7 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
 
 def user_message(error: ValueError) -> str:
     """An error's message for the command line: a ``ConfigError`` names options (``--image-size``), not fields."""
-    return error.render(_flag) if isinstance(error, ConfigError) else str(error)
+    return error.render(flag) if isinstance(error, ConfigError) else str(error)
 
 
 def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tuple[float, ...]]:
@@ -325,9 +286,9 @@ def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tup
             try:
                 config.replace(**{field: value})
             except ValueError as error:
-                raise UsageError(f"{user_message(error)} (in {_flag(field)} {_show(values)})") from None
+                raise UsageError(f"{user_message(error)} (in {flag(field)} {_show(values)})") from None
     if len({len(values) for values in lists.values()}) > 1:
-        counts = " and ".join(f"{_flag(field)} has {len(values)}" for field, values in lists.items())
+        counts = " and ".join(f"{flag(field)} has {len(values)}" for field, values in lists.items())
         raise UsageError(
             f"weight lists are paired member by member, so they need equal lengths: {counts} values "
             "(a single value applies to every member)"
@@ -336,7 +297,7 @@ def weight_sweep(args: argparse.Namespace, config: StyleConfig) -> dict[str, tup
     for index, member in enumerate(members):
         if member in members[:index]:
             raise UsageError(
-                f"{' / '.join(map(_flag, lists))}: members {members.index(member) + 1} and {index + 1} have the "
+                f"{' / '.join(map(flag, lists))}: members {members.index(member) + 1} and {index + 1} have the "
                 "same weights; give each member of a sweep different weights"
             )
     return lists
@@ -453,7 +414,7 @@ def check_mode(args: argparse.Namespace, lists: dict[str, tuple[float, ...]]) ->
         return
     if lists:
         raise UsageError(
-            f"--batch takes one value of {', '.join(map(_flag, lists))}; sweep weights on one content image at a time"
+            f"--batch takes one value of {', '.join(map(flag, lists))}; sweep weights on one content image at a time"
         )
     if args.save_every is not None:
         raise UsageError("--save-every is not supported with --batch (it saves only the finished images)")
@@ -466,7 +427,7 @@ def check_single_only(args: argparse.Namespace, lists: dict[str, tuple[float, ..
     form = "--batch" if args.batch is not None else "a weight sweep"
     for field in ("scales", "scale_iterations"):
         if getattr(args, field) is not None:
-            raise UsageError(f"{_flag(field)} works for one image only, not with {form}")
+            raise UsageError(f"{flag(field)} works for one image only, not with {form}")
 
 
 def checked_shape(args: argparse.Namespace, config: StyleConfig) -> tuple[int, int]:
@@ -481,11 +442,12 @@ def checked_shape(args: argparse.Namespace, config: StyleConfig) -> tuple[int, i
 
 
 def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Content and styles sized for ``config`` (``UsageError`` if unreadable or too small); checks ``--init``."""
+    """The content and style images decoded (``UsageError`` if one cannot be read), and the ``--init`` image checked;
+    their sizes were checked from the headers (``checked_shape``), and ``stylize`` resizes them, once."""
     try:
         if config.init not in INITS:
             image_io.load_image(config.init)
-        return prepare_images(args.content, list(args.styles), config)
+        return image_io.load_image(args.content), [image_io.load_image(style) for style in args.styles]
     except ValueError as error:  # image_io.ImageError is a ValueError
         raise UsageError(user_message(error)) from None
 
@@ -514,6 +476,32 @@ def check_memory(
         f"{what}this run needs about {_gib(needed)} of {device.platform.upper()} memory but {_gib(free)} is free: "
         f"{' and '.join(hints) or 'not even a 16-pixel image fits'}; --skip-memory-check runs it anyway"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentRun:
+    """A run over one content image (one image or a weight sweep), checked and loaded: its images and network."""
+
+    content: np.ndarray
+    styles: list[np.ndarray]
+    vgg: VGGWeights
+
+
+@contextlib.contextmanager
+def content_run(
+    args: argparse.Namespace, config: StyleConfig, outputs: Sequence[Path], *, snapshots_of: Sequence[Path],
+    iterations: int, what: str = "",
+) -> Iterator[ContentRun]:
+    """Check, in order, that the outputs (and snapshots) may be written, the device, the sizes at every scale and
+    the memory (``what`` says whose; ``UsageError`` at the first problem); load the images, then the weights on the
+    device, where the block runs."""
+    check_outputs(args, outputs, snapshots_of=snapshots_of, iterations=iterations)
+    device = select_device(args.device)
+    shape = checked_shape(args, config)
+    check_memory(args, config, shape, device, what=what)
+    content, styles = load_inputs(args, config)
+    with on_device(device):
+        yield ContentRun(content, styles, load_weights_loudly(args.weights))
 
 
 def select_device(device: str | None) -> jax.Device | None:
@@ -561,6 +549,42 @@ def progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
+PROGRESS_SECONDS = 2.0
+"""How often the progress bar hears from a run: compiled calls are shortened to about this (``progress_seconds``)."""
+
+
+def with_progress(config: StyleConfig, quiet: bool) -> StyleConfig:
+    """``config`` with compiled calls short enough for a progress bar to move every ~2 s, unless ``quiet`` (or the
+    config already says how often)."""
+    if quiet or config.progress_seconds is not None:
+        return config
+    return config.replace(progress_seconds=PROGRESS_SECONDS)
+
+
+def bar_callback(
+    bar: tqdm, iterations: int, then: Callable[[Progress], None] | None = None
+) -> Callable[[Progress], None]:
+    """A ``Progress`` callback advancing ``bar`` over one run, or consecutive runs of ``iterations`` each (each
+    restarting at iteration 1): it shows the loss, or the range of a batch's losses, then calls ``then``."""
+    state = {"offset": 0, "last": 0}
+
+    def callback(progress: Progress) -> None:
+        if progress.iteration <= state["last"]:  # the next run started
+            state["offset"] += iterations
+        state["last"] = progress.iteration
+        totals = np.asarray(progress.terms.total, np.float64).reshape(-1)
+        finite = totals[np.isfinite(totals)]
+        if finite.size:
+            low, high = finite.min(), finite.max()
+            bar.set_postfix(loss=f"{low:.4g}" if low == high else f"{low:.3g}..{high:.3g}", refresh=False)
+        bar.total = max(bar.total, state["offset"] + progress.iteration)
+        bar.update(state["offset"] + progress.iteration - bar.n)
+        if then is not None:
+            then(progress)
+
+    return callback
+
+
 def save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm, iteration: int) -> None:
     """Write one snapshot; a failure is a warning, not the end of the run."""
     try:
@@ -568,19 +592,6 @@ def save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm, iter
         image_io.save_image(path, np.clip(image, 0.0, 1.0), bit_depth=bit_depth, metadata=metadata)
     except image_io.ImageError as error:
         bar.write(f"{PROG}: warning: snapshot not saved: {error}", file=sys.stderr)
-
-
-def progress_callback(bar: tqdm, output: Path, save_every: int | None, bit_depth: int) -> Callable[[Progress], None]:
-    """The callback run after each chunk: advance the bar, show the loss, save due snapshots."""
-
-    def callback(progress: Progress) -> None:
-        bar.set_postfix(loss=f"{progress.terms.total:.4g}", refresh=False)
-        bar.update(progress.iteration - bar.n)
-        if save_every and progress.iteration % save_every == 0:
-            path = snapshot_path(output, progress.iteration)
-            save_snapshot(path, np.asarray(progress.image, np.float32), bit_depth, bar, progress.iteration)
-
-    return callback
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -631,7 +642,7 @@ def save_result(result: StyleResult, output: Path, bit_depth: int) -> bool:
 
 def nothing_finished(result: StyleResult) -> str:
     """Why a run that finished no iteration stopped, and what to do, for messages."""
-    if result.status == "interrupted":
+    if result.status == Status.INTERRUPTED:
         return "interrupted before the first iteration finished"
     if not math.isfinite(result.final_losses.total):
         return ("the loss is NaN or infinite at the starting image, before any iteration: the loss weights are too "
@@ -639,52 +650,6 @@ def nothing_finished(result: StyleResult) -> str:
                 "file is broken")
     return ("the first iteration made the loss NaN or infinite: lower --learning-rate (adam) or the loss weights, "
             "or try --optimizer lbfgsb")
-
-
-def _report(result: StyleResult, output: Path, wall: float) -> int:
-    """Print how the run ended and return its exit code."""
-    iterations, total = result.iterations, result.config.total_iterations
-    if iterations == 0:
-        verb = "interrupted" if result.status == "interrupted" else "error"
-        print(f"{PROG}: {verb}: {nothing_finished(result)}; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_FAILED
-    if result.status == "non-finite":
-        print(
-            f"{PROG}: error: the loss became NaN or infinite after {iterations} of {total} iterations; saved the "
-            f"last finite image to {output}. Lower --learning-rate (adam) or the loss weights, or try "
-            "--optimizer lbfgsb",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    if result.status == "interrupted":
-        print(
-            f"{PROG}: interrupted at iteration {iterations} of {total}; saved the current image to {output}",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    print(f"wrote {output}: {iterations} iterations, loss {result.final_losses.total:.6g}, {wall:.1f} s")
-    return EXIT_OK
-
-
-def run_single(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
-    """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
-    check_outputs(args, [args.output], snapshots_of=[args.output], iterations=config.total_iterations)
-    device = select_device(args.device)
-    shape = checked_shape(args, config)
-    check_memory(args, config, shape, device)
-    content, styles = load_inputs(args, config)
-    with on_device(device):
-        weights = load_weights_loudly(args.weights)
-        with progress_bar(config.total_iterations, "it", args.quiet) as bar:
-            callback = progress_callback(bar, args.output, args.save_every, args.bit_depth)
-            result = stylize(content, styles, weights=weights, config=config, callback=callback)
-    saved = save_result(result, args.output, args.bit_depth)
-    wall = time.perf_counter() - start
-    logged = write_log(args.log_json, log_record(result, args.output, wall))
-    if not saved:
-        return EXIT_FAILED
-    code = _report(result, args.output, wall)
-    return EXIT_FAILED if code == EXIT_OK and not logged else code
 
 
 # --------------------------------------------------------------------------- entry point
@@ -734,37 +699,6 @@ class StopSignals:
     def exit_code(self, code: int) -> int:
         """``code``, with an interruption by SIGTERM reported as 143 (128 + 15) rather than 130."""
         return EXIT_TERMINATED if code == EXIT_INTERRUPTED and self.received == signal.SIGTERM else code
-
-
-def run(args: argparse.Namespace) -> int:
-    """Check everything cheap, then run the form the arguments ask for (single, sweep, ``--batch``)."""
-    from nst_jax.cli_many import run_many, run_sweep
-
-    start = time.perf_counter()
-    config = config_from_args(args)
-    lists = weight_sweep(args, config)
-    check_mode(args, lists)
-    check_single_only(args, lists)
-    if args.batch is not None:
-        return run_many(args, config, start)
-    check_blend_weights(config, args.styles)
-    if lists:
-        return run_sweep(args, config, lists, start)
-    return run_single(args, config, start)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line (``argv`` None: the process's own arguments); returns the process exit code."""
-    process, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
-        from nst_jax import cli_reconstruct
-
-        return cli_reconstruct.main(argv[1:], process=process)
-    try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
-        args = build_parser().parse_intermixed_args(argv)
-    except SystemExit as exit_:  # usage errors (2) and --help (0)
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    return run_guarded(PROG, run, args, process=process, interrupted="interrupted before the final image was saved")
 
 
 def run_guarded(

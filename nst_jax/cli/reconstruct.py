@@ -4,32 +4,31 @@
 features of IMAGE. ``style``: one texture per growing prefix of ``--layers`` ((relu1_1), (relu1_1, relu2_1), ...),
 each matching only the Gram matrices of its layers. Every reconstruction goes to ``OUTDIR/<kind>_<layers>.png``
 as it finishes, and a labelled row of them (IMAGE first) to ``OUTDIR/<kind>_grid.png``. Errors and exit codes
-follow the main command (``nst_jax.cli``).
+follow the main command (``nst_jax.cli.common``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from nst_jax import image_io
 from nst_jax.argparsing import OneLineParser
-from nst_jax.cli import (
+from nst_jax.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     PROG,
     UsageError,
+    add_config_options,
     add_run_options,
-    add_style_option,
+    bar_callback,
     check_memory,
     comma_names,
     guard_output,
@@ -41,10 +40,11 @@ from nst_jax.cli import (
     select_device,
     user_message,
     weights_path,
+    with_progress,
 )
-from nst_jax.config import LBFGS_BACKENDS, OPTIMIZERS, StyleConfig
-from nst_jax.losses import LOSS_FORMS
-from nst_jax.optimize import Progress
+from nst_jax.config import StyleConfig
+from nst_jax.optimize import Status
+from nst_jax.problem import prepare_images
 from nst_jax.reconstruct import (
     CONTENT_LAYERS,
     STYLE_LAYER_SETS,
@@ -55,10 +55,11 @@ from nst_jax.reconstruct import (
     reconstruction_sheet,
     union_config,
 )
-from nst_jax.transfer import prepare_images
-from nst_jax.vgg import POOLINGS
 
 KINDS: tuple[str, ...] = ("content", "style")
+# The StyleConfig fields a reconstruction takes (layers and weights are its own; help and defaults are the fields').
+FIELDS: tuple[str, ...] = ("image_size", "iterations", "optimizer", "lbfgs_backend", "learning_rate", "loss_form",
+                           "pooling", "seed", "style_scale", "chunk_size")
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {"content": CONTENT_LAYERS, "style": STYLE_LAYER_SETS[-1]}
 EPILOG = """\
 examples:
@@ -96,28 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run all reconstructions as one batch (default: with adam on a GPU; with lbfgs, or on a CPU, batching "
         "is slower)",
     )
-    style = parser.add_argument_group("optimization")
-    add = functools.partial(add_style_option, style)
-    add("image_size", "longest side of the reconstructions in pixels", type=int, metavar="PX")
-    add("iterations", "optimizer iterations per reconstruction", type=int, metavar="N")
-    add("optimizer", "lbfgs (the paper's), lbfgsb or adam", choices=OPTIMIZERS)
-    add("lbfgs_backend", "implementation of lbfgs", choices=LBFGS_BACKENDS)
-    add("learning_rate", "Adam step size, in pixel units ([0, 1])", type=float, metavar="LR")
-    add("loss_form", "normalized or paper", choices=LOSS_FORMS)
-    add("pooling", "VGG pooling", choices=POOLINGS)
-    add("seed", "seed of the white-noise start", type=int, metavar="N")
-    add("style_scale", "style: Gram matrices of IMAGE resized to the output size times this", type=float, metavar="S")
-    add("chunk_size", "iterations per compiled call", type=int, metavar="N")
+    add_config_options(parser.add_argument_group("optimization"), FIELDS)
     add_run_options(parser)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
     """The base ``StyleConfig`` of the options (``UsageError`` naming the option if a value is invalid)."""
-    fields = ("image_size", "iterations", "optimizer", "lbfgs_backend", "learning_rate", "loss_form", "pooling",
-              "seed", "style_scale", "chunk_size")
     try:
-        return StyleConfig(**{field: getattr(args, field) for field in fields})
+        return StyleConfig(**{field: getattr(args, field) for field in FIELDS})
     except ValueError as error:
         raise UsageError(user_message(error)) from None
 
@@ -173,35 +161,16 @@ def check_image(
     return content
 
 
-def bar_callback(bar: tqdm, iterations: int) -> Callable[[Progress], None]:
-    """Advance ``bar`` over consecutive runs (each restarting at iteration 1) and show the loss (range)."""
-    state = {"offset": 0, "last": 0}
-
-    def callback(progress: Progress) -> None:
-        if progress.iteration <= state["last"]:
-            state["offset"] += iterations
-        state["last"] = progress.iteration
-        totals = np.asarray(progress.terms.total, np.float64)
-        finite = totals[np.isfinite(totals)]
-        if finite.size:
-            low, high = finite.min(), finite.max()
-            bar.set_postfix(loss=f"{low:.3g}" if low == high else f"{low:.3g}..{high:.3g}", refresh=False)
-        bar.total = max(bar.total, state["offset"] + progress.iteration)
-        bar.update(state["offset"] + progress.iteration - bar.n)
-
-    return callback
-
-
 def saver(paths: dict[tuple[str, ...], Path], bit_depth: int, failed: list[str]) -> Callable[[Reconstruction], None]:
     """``on_done``: save each reconstruction as it finishes; a failure or a non-finite loss goes to ``failed``."""
 
     def on_done(reconstruction: Reconstruction) -> None:
         path, result = paths[reconstruction.layers], reconstruction.result
         if result.iterations == 0:  # its image is the untouched start: nothing to save
-            if result.status == "non-finite":
+            if result.status == Status.NON_FINITE:
                 failed.append(f"{reconstruction.label}: {nothing_finished(result)}; not written")
             return
-        if result.status == "non-finite":
+        if result.status == Status.NON_FINITE:
             failed.append(f"{reconstruction.label}: the loss became NaN or infinite (last finite image saved)")
         try:
             result.save(path, bit_depth=bit_depth)
@@ -226,11 +195,11 @@ def run(args: argparse.Namespace) -> int:
     batched = args.batched if args.batched is not None else batched_by_default(config)
     failed: list[str] = []
     with on_device(device):
-        weights = load_weights_loudly(args.weights)
+        vgg = load_weights_loudly(args.weights)
         total = config.iterations * (1 if batched else len(sets))
         with progress_bar(total, "it", args.quiet) as bar:
             done = reconstruct(
-                original, layers, config=config, weights=weights, batched=batched,
+                original, layers, config=with_progress(config, args.quiet), vgg=vgg, batched=batched,
                 callback=bar_callback(bar, config.iterations),
                 on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
             )
@@ -249,7 +218,7 @@ def report(
     """Print how the run ended and return its exit code."""
     for problem in failed:
         print(f"{PROG} reconstruct: error: {problem}", file=sys.stderr)
-    finished = [r for r in done if r.result.status != "interrupted"]
+    finished = [r for r in done if r.result.status != Status.INTERRUPTED]
     if len(finished) < total:
         print(f"{PROG} reconstruct: interrupted; {len(finished)} of {total} reconstructions finished, saved in "
               f"{args.output} with the grid (an interrupted one is saved as it stood if it finished an iteration)",

@@ -1,0 +1,94 @@
+"""Batched runs on every device: N images padded to fill the devices, split over a 1-D mesh, gathered back.
+
+A batch of N images runs one compiled loop in which VGG's forward and backward passes see N images at once;
+each member keeps its own optimizer state and line searches (``optimize.batch_solver``). Several hosts: call
+``jax.distributed.initialize()`` first in every process, then the same code; every process computes the same
+inputs, ``jax.make_array_from_callback`` places each process's share, and the results are gathered with
+``multihost_utils.process_allgather``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from nst_jax.losses import LossInputs, LossSpec
+from nst_jax.optimize import Optimization, Progress, SolverSpec, minimize
+
+BATCH_AXIS = "batch"
+
+
+def batch_mesh() -> Mesh:
+    """A 1-D mesh over every device, axis ``batch``."""
+    return Mesh(np.asarray(jax.devices()), (BATCH_AXIS,))
+
+
+def _place(value: Any, sharding: NamedSharding) -> jax.Array:
+    """A host value as a global array with ``sharding`` (each process supplies its own shards)."""
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def map_by_axes(tree: Any, axes: Any, batched: Callable[[Any], Any], shared: Callable[[Any], Any]) -> Any:
+    """Apply ``batched`` to the leaves of subtrees whose vmap axis is 0 and ``shared`` to those with None."""
+    if axes is None:
+        return jax.tree_util.tree_map(shared, tree)
+    if axes == 0 and not isinstance(axes, tuple):
+        return jax.tree_util.tree_map(batched, tree)
+    return type(tree)(*(map_by_axes(sub, axis, batched, shared) for sub, axis in zip(tree, axes)))
+
+
+def shard_inputs(x0: np.ndarray, inputs: LossInputs, input_axes: LossInputs) -> tuple[jax.Array, LossInputs]:
+    """``x0`` and the batched parts of ``inputs`` split over the mesh's batch axis; the rest replicated."""
+    mesh = batch_mesh()
+    split = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    placed = map_by_axes(inputs, input_axes, lambda leaf: _place(leaf, split), lambda leaf: _place(leaf, replicated))
+    return _place(x0, split), placed
+
+
+def gather(array: jax.Array) -> np.ndarray:
+    """A (possibly multi-host) global array as one host NumPy array."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` padded along axis 0 to ``size`` by repeating its last entry."""
+    if array.shape[0] == size:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], size - array.shape[0], axis=0)])
+
+
+def pad_batch(inputs: LossInputs, input_axes: LossInputs, size: int) -> LossInputs:
+    """``inputs`` with their batched parts padded to ``size`` members."""
+    return map_by_axes(inputs, input_axes, lambda leaf: _pad(np.asarray(leaf), size), lambda leaf: leaf)
+
+
+def run_batch(
+    x0: np.ndarray,
+    inputs: LossInputs,
+    input_axes: LossInputs,
+    loss: LossSpec,
+    solver: SolverSpec,
+    *,
+    iterations: int,
+    chunk_size: int,
+    callback: Callable[[Progress], None] | None = None,
+    progress_seconds: float | None = None,
+) -> Optimization:
+    """One batched, sharded optimization of the N images in ``x0``; the batch is padded to fill every device."""
+    size = x0.shape[0]
+    devices = len(jax.devices())
+    padded = math.ceil(size / devices) * devices
+    x, placed = shard_inputs(_pad(x0, padded), pad_batch(inputs, input_axes, padded), input_axes)
+    return minimize(loss, x, placed, spec=solver, iterations=iterations, chunk_size=chunk_size, callback=callback,
+                    input_axes=input_axes, progress_seconds=progress_seconds)

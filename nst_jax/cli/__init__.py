@@ -1,0 +1,48 @@
+"""Command line (``nst-jax``, also ``python -m nst_jax``): parse, then hand over to the form asked for.
+
+* ``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image (``nst_jax.cli.single``).
+* the same with a comma list in ``--style-weight``, ``--content-weight`` or ``--tv-weight``: a weight sweep, one
+  batched ``stylize_sweep`` (``nst_jax.cli.sweep``).
+* ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images (``nst_jax.cli.batch``).
+* ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 (``nst_jax.cli.reconstruct``).
+
+What the forms share (the main parser, checks, exit codes, signals) is ``nst_jax.cli.common``; the forms import
+only it and the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from nst_jax.cli import batch, common, reconstruct, single, sweep
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything cheap, then run the form the arguments ask for (single, sweep, ``--batch``)."""
+    start = time.perf_counter()
+    config = common.config_from_args(args)
+    lists = common.weight_sweep(args, config)
+    common.check_mode(args, lists)
+    common.check_single_only(args, lists)
+    if args.batch is not None:
+        return batch.run(args, config, start)
+    common.check_blend_weights(config, args.styles)
+    if lists:
+        return sweep.run(args, config, lists, start)
+    return single.run(args, config, start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line (``argv`` None: the process's own arguments); returns the process exit code."""
+    process, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
+        return reconstruct.main(argv[1:], process=process)
+    try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
+        args = common.build_parser().parse_intermixed_args(argv)
+    except SystemExit as exit_:  # usage errors (2) and --help (0)
+        return exit_.code if isinstance(exit_.code, int) else common.EXIT_USAGE
+    return common.run_guarded(common.PROG, run, args, process=process,
+                              interrupted="interrupted before the final image was saved")

@@ -1,0 +1,86 @@
+"""``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image, with snapshots (``--save-every``) and a JSON log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nst_jax.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    bar_callback,
+    content_run,
+    log_record,
+    nothing_finished,
+    progress_bar,
+    save_result,
+    save_snapshot,
+    snapshot_path,
+    with_progress,
+    write_log,
+)
+from nst_jax.config import StyleConfig
+from nst_jax.optimize import Progress, Status
+from nst_jax.result import StyleResult
+from nst_jax.transfer import stylize
+
+
+def snapshots(bar: tqdm, output: Path, save_every: int | None, bit_depth: int) -> Callable[[Progress], None]:
+    """After each chunk: save the snapshot due at its iteration (chunks end on multiples of ``save_every``)."""
+
+    def save_due(progress: Progress) -> None:
+        if save_every and progress.iteration % save_every == 0:
+            path = snapshot_path(output, progress.iteration)
+            save_snapshot(path, np.asarray(progress.image, np.float32), bit_depth, bar, progress.iteration)
+
+    return save_due
+
+
+def report(result: StyleResult, output: Path, wall: float) -> int:
+    """Print how the run ended and return its exit code."""
+    iterations, total = result.iterations, result.config.total_iterations
+    if iterations == 0:
+        verb = "interrupted" if result.status == Status.INTERRUPTED else "error"
+        print(f"{PROG}: {verb}: {nothing_finished(result)}; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED if result.status == Status.INTERRUPTED else EXIT_FAILED
+    if result.status == Status.NON_FINITE:
+        print(
+            f"{PROG}: error: the loss became NaN or infinite after {iterations} of {total} iterations; saved the "
+            f"last finite image to {output}. Lower --learning-rate (adam) or the loss weights, or try "
+            "--optimizer lbfgsb",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if result.status == Status.INTERRUPTED:
+        print(
+            f"{PROG}: interrupted at iteration {iterations} of {total}; saved the current image to {output}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"wrote {output}: {iterations} iterations, loss {result.final_losses.total:.6g}, {wall:.1f} s")
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
+    """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
+    total = config.total_iterations
+    with content_run(args, config, [args.output], snapshots_of=[args.output], iterations=total) as run, \
+            progress_bar(total, "it", args.quiet) as bar:
+        callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth))
+        result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet),
+                         callback=callback)
+    saved = save_result(result, args.output, args.bit_depth)
+    wall = time.perf_counter() - start
+    logged = write_log(args.log_json, log_record(result, args.output, wall))
+    if not saved:
+        return EXIT_FAILED
+    code = report(result, args.output, wall)
+    return EXIT_FAILED if code == EXIT_OK and not logged else code

@@ -1,0 +1,212 @@
+"""``nst-jax CONTENT STYLE ... -o OUT --style-weight W1,W2,...``: a weight sweep. A comma list in a weight option
+runs one batched ``stylize_sweep``; each member goes to OUT's name + a tag per swept weight (``out_sw1e+03.png``),
+and a contact sheet labelled with each member's alpha/beta to OUT's name + ``_grid.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nst_jax import image_io
+from nst_jax.batching import gather
+from nst_jax.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    WEIGHT_TAGS,
+    bar_callback,
+    content_run,
+    log_record,
+    nothing_finished,
+    progress_bar,
+    save_snapshot,
+    snapshot_path,
+    with_progress,
+    write_log,
+)
+from nst_jax.config import StyleConfig
+from nst_jax.contact_sheet import contact_sheet
+from nst_jax.memory import BatchPlan
+from nst_jax.optimize import Progress, Status
+from nst_jax.result import StyleResult
+from nst_jax.sweep import stylize_sweep
+
+
+def distinct_format(values: Sequence[float]) -> list[str]:
+    """``values`` as ``%.Ne`` with the fewest digits N that keep different values apart (1000 -> ``1e+03``)."""
+    for digits in range(17):
+        texts = [f"{value:.{digits}e}" for value in values]
+        if len(set(texts)) == len(set(map(repr, values))):
+            return texts
+    return [repr(value) for value in values]
+
+
+def member_paths(output: Path, lists: dict[str, tuple[float, ...]]) -> list[Path]:
+    """Where each sweep member goes: OUT's name + a tag per swept weight (``out.png`` -> ``out_sw1e+03.png``)."""
+    texts = {field: distinct_format(values) for field, values in lists.items()}
+    size = len(next(iter(lists.values())))
+    return [
+        output.with_name(
+            output.stem + "".join(f"_{WEIGHT_TAGS[field]}{texts[field][i]}" for field in lists) + output.suffix
+        )
+        for i in range(size)
+    ]
+
+
+def grid_path(output: Path) -> Path:
+    """Where a sweep's contact sheet goes: ``out.jpg`` -> ``out_grid.png``."""
+    return output.with_name(f"{output.stem}_grid.png")
+
+
+def member_configs(config: StyleConfig, lists: dict[str, tuple[float, ...]]) -> list[StyleConfig]:
+    """The config of each sweep member (what ``stylize_sweep`` runs)."""
+    size = len(next(iter(lists.values())))
+    return [config.replace(**{field: values[i] for field, values in lists.items()}) for i in range(size)]
+
+
+def _alpha_over_beta(config: StyleConfig) -> float:
+    """content weight / style weight (inf for a zero style weight, NaN when both are zero)."""
+    alpha, beta = config.content_weight, config.resolved_style_weight
+    return alpha / beta if beta > 0 else (math.inf if alpha > 0 else math.nan)
+
+
+def member_labels(configs: Sequence[StyleConfig], *, with_tv: bool) -> list[str]:
+    """Each member's contact-sheet label: ``α/β = 1e-04``, and a ``TV = ...`` line when TV is swept."""
+    # Rounded to 12 digits: (10, 1e4) and (1, 1e3) are the same ratio even if the divisions differ in the last bit.
+    ratios = distinct_format([float(f"{_alpha_over_beta(config):.12e}") for config in configs])
+    tvs = distinct_format([config.tv_weight for config in configs])
+    return [f"α/β = {ratio}" + (f"\nTV = {tv}" if with_tv else "") for ratio, tv in zip(ratios, tvs)]
+
+
+def sweep_callbacks(
+    bar: tqdm, paths: Sequence[Path], save_every: int | None, bit_depth: int, iterations: int
+) -> tuple[Callable[[BatchPlan], None], Callable[[Progress], None]]:
+    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots.
+
+    A sweep too large for device memory runs as several sub-batches, each calling ``callback`` from iteration 1;
+    the bar then counts every sub-batch's iterations, and snapshots are off (a callback cannot tell which
+    members it sees).
+    """
+    state = {"snapshots": save_every or 0}  # every N iterations, 0 for never
+
+    def on_plan(plan: BatchPlan) -> None:
+        if not plan.split:
+            return
+        bar.total = iterations * plan.runs
+        bar.refresh()
+        if not bar.disable:
+            bar.write(f"{PROG}: {plan.describe()}", file=sys.stderr)
+        if state["snapshots"]:
+            bar.write(f"{PROG}: warning: --save-every: no snapshots, the sweep runs in {plan.runs} parts",
+                      file=sys.stderr)
+            state["snapshots"] = 0
+
+    def snapshots(progress: Progress) -> None:
+        if state["snapshots"] and progress.iteration % state["snapshots"] == 0:
+            images = gather(progress.image)
+            for path, image in zip(paths, images):  # padding members (beyond len(paths)) dropped
+                save_snapshot(snapshot_path(path, progress.iteration), np.asarray(image, np.float32), bit_depth, bar,
+                              progress.iteration)
+
+    return on_plan, bar_callback(bar, iterations, snapshots)
+
+
+def _one_line(label: str) -> str:
+    """A contact-sheet label on one line, for messages and logs."""
+    return label.replace("\n", ", ")
+
+
+def _sweep_columns(count: int) -> int:
+    """Contact-sheet columns: one row for up to 5 members (like the paper's figure), else about square."""
+    return count if count <= 5 else math.ceil(math.sqrt(count))
+
+
+def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float) -> int:
+    """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
+    paths, grid = member_paths(args.output, lists), grid_path(args.output)
+    configs = member_configs(config, lists)
+    outputs = [*paths, grid]
+    with content_run(args, config, outputs, snapshots_of=paths, iterations=config.iterations,
+                     what="one member of ") as run, progress_bar(config.iterations, "it", args.quiet) as bar:
+        on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations)
+        results = stylize_sweep(
+            run.content, run.styles, config=with_progress(config, args.quiet), vgg=run.vgg, callback=callback,
+            on_plan=on_plan, **{f"{field}s": values for field, values in lists.items()},
+        )
+    labels = member_labels(configs, with_tv="tv_weight" in lists)
+    written, diverged, code = [], [], EXIT_OK
+    for path, label, result in zip(paths, labels, results):
+        if result.status == Status.NON_FINITE:
+            start_hint = f": {nothing_finished(result)}" if result.iterations == 0 else ""
+            diverged.append(f"{path.name} ({_one_line(label)}){start_hint}")
+            continue
+        if result.iterations == 0:  # interrupted before the first iteration: the image is the untouched start
+            continue
+        try:
+            result.save(path, bit_depth=args.bit_depth)
+            written.append(path)
+        except image_io.ImageError as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            code = EXIT_FAILED
+    tiles = [label + ("\n(NaN/inf: not written)" if result.status == Status.NON_FINITE else "")
+             for label, result in zip(labels, results)]
+    try:
+        if any(result.iterations for result in results):  # else every tile is the untouched start
+            sheet = contact_sheet([result.image for result in results], tiles, columns=_sweep_columns(len(results)))
+            image_io.save_image(grid, sheet)
+            written.append(grid)
+    except image_io.ImageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        code = EXIT_FAILED
+    wall = time.perf_counter() - start
+    logged = write_log(args.log_json, {
+        "sweep": {field: list(values) for field, values in lists.items()},
+        "members": [{**log_record(result, path, wall), "label": _one_line(label), "written": path in written}
+                    for path, label, result in zip(paths, labels, results)],
+        "contact_sheet": str(grid),
+        "wall_s": wall,
+    })
+    code = _report_sweep(results, paths, written, diverged, grid, wall, code)
+    return EXIT_FAILED if code == EXIT_OK and not logged else code
+
+
+def _report_sweep(
+    results: Sequence[StyleResult], paths: Sequence[Path], written: Sequence[Path], diverged: Sequence[str],
+    grid: Path, wall: float, code: int,
+) -> int:
+    """Print how a sweep ended and return its exit code."""
+    for path, result in zip(paths, results):
+        if path in written and result.status == Status.COMPLETED:
+            print(f"wrote {path}: {result.iterations} iterations, loss {result.final_losses.total:.6g}")
+    if any(result.status == Status.INTERRUPTED for result in results):
+        iterations = min(result.iterations for result in results if result.status == Status.INTERRUPTED)
+        if not written:
+            print(f"{PROG}: interrupted before the first iteration finished; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        members = sum(path in written for path in paths)
+        print(
+            f"{PROG}: interrupted at iteration {iterations} of {results[0].config.iterations}; saved the current "
+            f"images of {members} of {len(paths)} weightings ({paths[0].parent}) and the contact sheet {grid}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if diverged:
+        print(
+            f"{PROG}: error: the loss became NaN or infinite for {len(diverged)} of {len(paths)} weightings, not "
+            f"written: {'; '.join(diverged)}. Lower --learning-rate (adam) or the loss weights, or try "
+            "--optimizer lbfgsb",
+            file=sys.stderr,
+        )
+        code = EXIT_FAILED
+    if grid in written:
+        print(f"wrote {grid}: contact sheet of {len(results)} weightings, {wall:.1f} s")
+    return code

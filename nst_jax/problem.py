@@ -1,0 +1,329 @@
+"""Set-up: from a ``StyleConfig`` and images to what the optimizer runs, and from its runs back to results.
+
+* Sizes (``content_shape``, ``style_shape``, ``stage_shapes``, ``check_shapes``) work on shapes, so every size of a
+  run is checked before any image is decoded or resized.
+* Images (``prepare_images``, ``color_inputs``, ``output_colors``, ``initial_image``).
+* The problem (``loss_spec_for``, ``solver_spec_for``, ``loss_weights_for``, ``targets_for``): static choices as
+  hashable specs (the compile keys), everything a sweep varies as traced arrays.
+* Results: ``results_from`` builds every ``StyleResult``, of a single run or of each member of a batched one;
+  ``run_parts`` is the one loop over sub-batches that sweeps, batches and reconstructions share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import color, image_io
+from nst_jax.batching import gather, pad_batch, run_batch
+from nst_jax.config import ConfigError, StyleConfig, field
+from nst_jax.image_io import ImageSource
+from nst_jax.losses import LossInputs, LossSpec, LossTerms, LossWeights, StyleTargets, compute_targets, loss_function
+from nst_jax.optimize import LossFn, Optimization, Progress, SolverSpec, Status, compile_solver
+from nst_jax.result import StyleResult
+from nst_jax.vgg import LAYER_NAMES, min_input_size
+from nst_jax.weights import VGGWeights, load_weights
+
+VGGArgument = VGGWeights | str | os.PathLike | None
+"""What the API takes as the network: loaded weights, the path of an HDF5 file, or None for the default file."""
+
+
+# ----------------------------------------------------------------------------------------------- sizes
+
+
+def content_shape(shape: Sequence[int], image_size: int) -> tuple[int, int]:
+    """(height, width) of an image of ``shape`` (height, width, ...) with its longest side resized to ``image_size``."""
+    height, width = shape[:2]
+    scale = image_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def style_shape(content: tuple[int, int], style_scale: float) -> tuple[int, int]:
+    """(height, width) the style images are resized to: the content's times ``style_scale``."""
+    return max(1, round(content[0] * style_scale)), max(1, round(content[1] * style_scale))
+
+
+def stage_shapes(shape: Sequence[int], config: StyleConfig) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+    """(size, content shape, style shape) at each size a run of a content image of ``shape`` optimizes at."""
+    stages = []
+    for size in config.scales or (config.image_size,):
+        content = content_shape(shape, size)
+        stages.append((size, content, style_shape(content, config.style_scale)))
+    return stages
+
+
+def check_shapes(
+    shape: Sequence[int], config: StyleConfig, *, styles: int = 1, parts: Sequence[str] = ("content", "style")
+) -> None:
+    """``ConfigError`` naming the fix if, at any size of the run, the content (of original ``shape``) or the
+    ``styles`` style images would be smaller than the deepest layer needs; ``parts`` selects which to check."""
+    for size, content, style in stage_shapes(shape, config):
+        at = f"{field('image_size')} {size}" if config.scales is None else f"the {field('scales')} entry {size}"
+        if "content" in parts:
+            _check_content(shape, content, at, config)
+        if "style" in parts:
+            _check_style(content, style, at, config, styles)
+
+
+def _deepest(layers: Sequence[str]) -> str:
+    """The deepest of ``layers``: the one that needs the largest input."""
+    return max(layers, key=lambda layer: LAYER_NAMES.index(layer))
+
+
+def _check_content(shape: Sequence[int], content: tuple[int, int], at: str, config: StyleConfig) -> None:
+    """``ConfigError`` if the content at (height, width) ``content`` is too small for the run's deepest layer."""
+    layers = config.content_layers + config.style_layers
+    smallest = min_input_size(layers)
+    if min(content) >= smallest:
+        return
+    fix = math.ceil(smallest * max(shape[:2]) / min(shape[:2]))
+    while min(content_shape(shape, fix - 1)) >= smallest:  # rounding can make one pixel less enough
+        fix -= 1
+    hint = (f"raise {field('image_size')} to at least {fix}" if config.scales is None
+            else f"make every entry of {field('scales')} at least {fix}")
+    raise ConfigError(
+        f"the content image is {content[0]}x{content[1]} pixels at {at}; layers up to {_deepest(layers)} need at "
+        f"least {smallest} pixels on each side: {hint}"
+    )
+
+
+def _check_style(content: tuple[int, int], style: tuple[int, int], at: str, config: StyleConfig, styles: int) -> None:
+    """``ConfigError`` if the style images, resized to (height, width) ``style``, are too small for the style
+    layers."""
+    smallest = min_input_size(config.style_layers)
+    if min(style) >= smallest:
+        return
+    fix = math.ceil((smallest - 0.5) / min(content) * 1000) / 1000  # round(side * scale) >= smallest
+    what = "style image 1 is" if styles == 1 else f"the {styles} style images are"
+    raise ConfigError(
+        f"{what} {style[0]}x{style[1]} pixels at {at} (the content's size times {field('style_scale')} "
+        f"{config.style_scale:g}); layers up to {_deepest(config.style_layers)} need at least {smallest} pixels on "
+        f"each side: raise {field('style_scale')} to at least {fix:g}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- images
+
+
+def as_list(style: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    """One style image or a list of them, as a list."""
+    return list(style) if isinstance(style, (list, tuple)) else [style]
+
+
+def prepare_images(
+    content: ImageSource, style: ImageSource | Sequence[ImageSource], config: StyleConfig, *, size: int | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Content resized to ``size`` (default ``image_size``; longest side); each style image to the content size
+    times ``style_scale``. ``ConfigError`` (a ``ValueError``) if either is too small for the layers, before any
+    resizing; ``ImageError`` (also one) if an image cannot be read."""
+    styles = as_list(style)
+    if not styles:
+        raise ValueError("at least one style image is needed")
+    content_image = image_io.load_image(content)
+    size = config.image_size if size is None else size
+    one_size = config.replace(image_size=size, scales=None, scale_iterations=None)
+    check_shapes(content_image.shape, one_size, styles=len(styles))
+    height, width = content_shape(content_image.shape, size)
+    content_image = image_io.resize_image(content_image, height, width)
+    style_height, style_width = style_shape((height, width), config.style_scale)
+    return content_image, [image_io.resize_image(image_io.load_image(s), style_height, style_width) for s in styles]
+
+
+def color_inputs(
+    content: np.ndarray, styles: Sequence[np.ndarray], preserve_color: str | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The content and style images the optimization sees under ``preserve_color`` (Gatys et al. 2017, sec. 5).
+
+    None: unchanged. ``histogram``: each style recoloured to the content's colour mean and covariance
+    (``color.match_color``), then clipped to [0, 1]. ``luminance``: grey images of the content's luminance and of
+    each style's luminance matched to the content's in mean and standard deviation, clipped to [0, 1].
+    """
+    if preserve_color is None:
+        return content, list(styles)
+    if preserve_color == "histogram":
+        return content, [_unit(color.match_color(image, content)) for image in styles]
+    if preserve_color == "luminance":
+        grey_content = _unit(color.gray(color.luminance(content)))
+        return grey_content, [_unit(color.gray(color.match_luminance(image, content))) for image in styles]
+    raise ValueError(f"preserve_color must be one of luminance, histogram or None; got {preserve_color!r}")
+
+
+def output_colors(image: np.ndarray, content: np.ndarray, preserve_color: str | None) -> np.ndarray:
+    """An optimized image as returned: under ``luminance`` its luminance with ``content``'s chrominance; clipped."""
+    if preserve_color == "luminance":
+        image = color.luminance_transfer(image, content)
+    return _unit(image)
+
+
+def _unit(image: np.ndarray) -> np.ndarray:
+    """``image`` clipped to [0, 1] as float32."""
+    return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+
+
+def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.ndarray]) -> np.ndarray:
+    """The starting image: seeded white noise, the content, the first style, or an image file, at content size."""
+    height, width = content.shape[:2]
+    if config.init == "noise":
+        # The paper starts from "white noise" without saying which; this is i.i.d. uniform on [0, 1] per pixel and
+        # channel, the whole valid range (jcjohnson/neural-style draws Gaussian noise of deviation 0.001 instead).
+        key = jax.random.PRNGKey(config.seed)
+        return np.asarray(jax.random.uniform(key, (height, width, 3), jnp.float32))
+    if config.init == "content":
+        return content
+    if config.init == "style":
+        return image_io.resize_image(styles[0], height, width)
+    return image_io.resize_image(image_io.load_image(config.init), height, width)
+
+
+# ----------------------------------------------------------------------------------------------- the problem
+
+
+def loss_spec_for(config: StyleConfig) -> LossSpec:
+    """The static loss choices of ``config``: the key its compilation is cached under."""
+    return LossSpec(config.content_layers, config.style_layers, config.style_layer_weights, config.pooling,
+                    config.loss_form)
+
+
+def loss_fn_for(config: StyleConfig) -> LossFn:
+    """The loss function of ``config`` (one per distinct ``loss_spec_for(config)``)."""
+    return loss_function(loss_spec_for(config))
+
+
+def solver_spec_for(config: StyleConfig) -> SolverSpec:
+    """The optimizer choices of ``config``."""
+    return SolverSpec(config.optimizer, config.lbfgs_backend, config.history_size, config.learning_rate)
+
+
+def loss_weights_for(config: StyleConfig) -> LossWeights:
+    """alpha, beta and the TV weight of ``config`` as float32 scalars (traced: new weights never recompile)."""
+    return LossWeights(
+        content=jnp.float32(config.content_weight),
+        style=jnp.float32(config.resolved_style_weight),
+        tv=jnp.float32(config.tv_weight),
+    )
+
+
+def targets_for(
+    vgg: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig
+) -> StyleTargets:
+    """Content features and blended style Gram matrices for ``config``."""
+    return compute_targets(
+        vgg.params, content, list(styles), blend_weights=config.style_blend_weights,
+        content_layers=config.content_layers, style_layers=config.style_layers, pooling=config.pooling,
+        form=config.loss_form,
+    )
+
+
+def resolve_vgg(vgg: VGGArgument, weights: VGGArgument = None, *, caller: str = "this function") -> VGGWeights:
+    """The network as loaded ``VGGWeights``: ``vgg`` (None: the default weights file). ``weights`` is ``vgg``'s old
+    keyword, still accepted with a ``DeprecationWarning``."""
+    if weights is not None:
+        if vgg is not None:
+            raise TypeError(f"{caller}: give the network as vgg= only (weights= is its old name)")
+        warnings.warn(f"{caller}(weights=...) is deprecated; pass the VGG19 weights as vgg=", DeprecationWarning,
+                      stacklevel=3)
+        vgg = weights
+    return vgg if isinstance(vgg, VGGWeights) else load_weights(vgg)
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+def results_from(
+    optimizations: Sequence[Optimization],
+    configs: Sequence[StyleConfig],
+    inputs: LossInputs,
+    contents: Sequence[np.ndarray],
+    vgg: VGGWeights,
+    *,
+    loss_config: StyleConfig | None = None,
+    input_axes: LossInputs | None = None,
+) -> list[StyleResult]:
+    """One ``StyleResult`` per member: of a single image's ``optimizations`` (one per scale, ``input_axes`` None), or
+    of each member of one batched optimization (padding dropped).
+
+    Each image is resized to its member's content (when a coarse-to-fine run stopped early), recoloured as its
+    config asks (``output_colors``) and clipped. The final losses are evaluated once, at the last run's iterate,
+    with ``inputs`` and ``loss_config``'s loss (default: the first member's).
+    """
+    loss_config = configs[0] if loss_config is None else loss_config
+    last = optimizations[-1]
+    batched = input_axes is not None
+    evaluated = pad_batch(inputs, input_axes, last.image.shape[0]) if batched else inputs
+    compiled = compile_solver(loss_spec_for(loss_config), solver_spec_for(loss_config), input_axes)
+    final = LossTerms(*(gather(t) for t in compiled.terms(last.image, evaluated)))
+    images = gather(last.image) if batched else np.asarray(last.image)[None]
+
+    def member(values: np.ndarray, index: int) -> np.ndarray:
+        return values[:, index] if batched else values
+
+    results = []
+    for index, (config, content) in enumerate(zip(configs, contents)):
+        if last.status == Status.INTERRUPTED or not batched:
+            status = last.status
+        else:
+            status = Status.COMPLETED if last.finite[index] else Status.NON_FINITE
+        image = np.clip(np.asarray(images[index], np.float32), 0.0, 1.0)
+        if image.shape[:2] != content.shape[:2]:
+            image = image_io.resize_image(image, *content.shape[:2])
+        results.append(StyleResult(
+            image=output_colors(image, content, config.preserve_color),
+            losses=LossTerms(*(np.concatenate([member(getattr(done.history, name), index) for done in optimizations])
+                               for name in LossTerms._fields)),
+            config=config,
+            final_losses=LossTerms(*(float(np.asarray(t).reshape(-1)[index if batched else 0]) for t in final)),
+            status=status,
+            weights_checksum=vgg.checksum,
+            weights_pretrained=vgg.pretrained,
+            evaluations=np.concatenate([member(done.evaluations, index) for done in optimizations]),
+            dispatches=sum(done.dispatches for done in optimizations),
+            elapsed=sum(done.elapsed for done in optimizations),
+            scale_iterations=tuple(done.iterations for done in optimizations) if config.scales is not None else (),
+        ))
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One sub-batch ready to run: its starting images, its loss inputs (batched where ``input_axes`` says 0), and
+    each member's config and content (for its result)."""
+
+    x0: np.ndarray
+    inputs: LossInputs
+    input_axes: LossInputs
+    configs: Sequence[StyleConfig]
+    contents: Sequence[np.ndarray]
+
+
+def spans(count: int, per_run: int) -> Iterator[slice]:
+    """The sub-batches of ``count`` members, at most ``per_run`` each, as slices."""
+    for start in range(0, count, per_run):
+        yield slice(start, min(start + per_run, count))
+
+
+def run_parts(
+    parts: Iterable[Part],
+    vgg: VGGWeights,
+    loss_config: StyleConfig,
+    *,
+    callback: Callable[[Progress], None] | None = None,
+) -> Iterator[list[StyleResult]]:
+    """Run each sub-batch as one batched, sharded optimization of ``loss_config``'s loss and solver, and yield its
+    members' results; no later part runs after one was interrupted."""
+    for part in parts:
+        optimization = run_batch(
+            part.x0, part.inputs, part.input_axes, loss_spec_for(loss_config), solver_spec_for(loss_config),
+            iterations=loss_config.iterations, chunk_size=loss_config.chunk_size, callback=callback,
+            progress_seconds=loss_config.progress_seconds,
+        )
+        yield results_from([optimization], part.configs, part.inputs, part.contents, vgg, loss_config=loss_config,
+                           input_axes=part.input_axes)
+        if optimization.status == Status.INTERRUPTED:
+            return

@@ -1,0 +1,107 @@
+"""The set-up layer: sizes on shapes, the network argument, and the specs that key every compilation (counted
+through ``jax.monitoring``: a repeated run, a new weighting, learning rate or blend compile nothing new)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import random_images
+from nst_jax import StyleConfig, make_loss_fn, stylize, stylize_sweep
+from nst_jax.config import ConfigError
+from nst_jax.image_io import resize_image
+from nst_jax.losses import LossSpec
+from nst_jax.optimize import SolverSpec, compile_solver
+from nst_jax.problem import check_shapes, content_shape, resolve_vgg
+
+# Shallow layers and tiny images: what is counted is compilations, not their cost.
+TINY = StyleConfig(image_size=24, iterations=2, chunk_size=2, optimizer="adam", content_layers=("relu2_1",),
+                   style_layers=("relu1_1", "relu2_1"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "longest", "expected"),
+    [((300, 451), 512, (341, 512)), ((451, 300), 200, (200, 133)), ((10, 10), 4, (4, 4)), ((1, 1000), 10, (1, 10))],
+)
+def test_content_shape_keeps_the_aspect(shape, longest, expected):
+    out = resize_image(np.full((*shape, 3), 0.5, np.float32), *content_shape(shape, longest))
+    assert out.shape == (*expected, 3)
+    assert max(out.shape[:2]) == longest
+    h, w = shape
+    assert abs(out.shape[0] / out.shape[1] - h / w) <= 1 / min(out.shape[:2])
+
+
+def test_size_hints_name_what_can_help():
+    """A content that is too thin needs a larger image_size (the style scale cannot help it); a style that is too
+    small needs a larger style_scale; every size of a coarse-to-fine run is checked before any of them runs."""
+    config = StyleConfig(image_size=64)  # relu5_1: 16 pixels
+    with pytest.raises(ConfigError) as thin:
+        check_shapes((10, 100), config)  # 6x64
+    message = str(thin.value)
+    assert message.endswith("raise image_size to at least 155") and "style_scale" not in message
+    check_shapes((10, 100), config.replace(image_size=155))
+    with pytest.raises(ConfigError, match=r"style image 1 is 13x13 pixels .* raise style_scale to at least 0\.243"):
+        check_shapes((64, 64), config.replace(style_scale=0.2))
+    with pytest.raises(ConfigError, match="at the scales entry 8; .* make every entry of scales at least 16"):
+        check_shapes((64, 64), config.replace(scales=(8, 64)))
+
+
+def test_vgg_is_the_network_keyword_and_weights_its_deprecated_name(vgg_weights):
+    assert resolve_vgg(vgg_weights) is vgg_weights
+    with pytest.warns(DeprecationWarning, match=r"stylize\(weights=...\) is deprecated; pass the VGG19 weights"):
+        assert resolve_vgg(None, vgg_weights, caller="stylize") is vgg_weights
+    with pytest.raises(TypeError, match="vgg= only"):
+        resolve_vgg(vgg_weights, vgg_weights, caller="stylize")
+
+
+@contextlib.contextmanager
+def compilations() -> Iterator[list[str]]:
+    """The XLA compilations that happen inside the block (``jax.monitoring``'s backend compile events)."""
+    events: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_what_a_run_varies_is_traced(vgg_weights):
+    """A repeated stylize compiles nothing; nor do other loss weights, Adam's learning rate or another blend."""
+    content, first, second = (random_images((24, 32, 3), seed=s) for s in (1, 2, 3))
+    config = TINY.replace(style_blend_weights=(1.0, 1.0))
+    with compilations() as first_run:
+        stylize(content, [first, second], vgg=vgg_weights, config=config)
+    assert len(first_run) >= 3  # the targets, the optimizer's init and its chunk at least: the listener hears them
+    with compilations() as compiled:
+        stylize(content, [first, second], vgg=vgg_weights, config=config)
+        stylize(content, [first, second], vgg=vgg_weights, config=config.replace(
+            content_weight=3.0, style_weight=1e3, tv_weight=0.5, learning_rate=0.5, style_blend_weights=(3.0, 1.0)))
+    assert compiled == []
+
+
+def test_a_sweep_compiles_once(vgg_weights):
+    content, style = random_images((24, 32, 3), seed=4), random_images((24, 24, 3), seed=5)
+    stylize_sweep(content, style, style_weights=[1e3, 1e4], vgg=vgg_weights, config=TINY)
+    with compilations() as compiled:
+        stylize_sweep(content, style, style_weights=[1e5, 1e6], content_weights=[2.0, 0.5], vgg=vgg_weights,
+                      config=TINY)
+    assert compiled == []
+
+
+def test_equal_loss_specs_share_one_compilation():
+    layers = dict(content_layers=("relu3_1",), style_layers=("relu1_1", "relu3_1"))
+    assert make_loss_fn(**layers) is make_loss_fn(**layers)
+    first = compile_solver(LossSpec(("relu3_1",), ("relu1_1", "relu3_1")), SolverSpec("adam", learning_rate=0.1))
+    second = compile_solver(LossSpec(("relu3_1",), ("relu1_1", "relu3_1"), (0.5, 0.5)), SolverSpec("adam"))
+    assert first is second  # equal layers and weights, another (traced) learning rate
+    other = LossSpec(("relu3_1",), ("relu1_1", "relu3_1"), pooling="max")
+    assert compile_solver(other, SolverSpec("adam")) is not first
