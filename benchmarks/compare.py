@@ -67,7 +67,8 @@ from benchmarks import torch_baseline  # noqa: E402
 from benchmarks.report import json_output_problem  # noqa: E402
 from nst_jax.config import StyleConfig  # noqa: E402
 from nst_jax.files import write_json  # noqa: E402
-from nst_jax.optimize import forget_compilations  # noqa: E402
+from nst_jax.lbfgs import LINE_SEARCHES  # noqa: E402
+from nst_jax.optimize import LBFGS_BACKENDS, forget_compilations  # noqa: E402
 from nst_jax.problem import initial_image, prepare_images  # noqa: E402
 from nst_jax.sweep import stylize_sweep  # noqa: E402
 from nst_jax.transfer import stylize  # noqa: E402
@@ -94,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, nargs="+", default=[128], help="longest image side(s) in pixels")
     parser.add_argument("--iterations", type=int, default=20, help="optimizer iterations per run (default 20)")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam", "both"), default="both")
-    parser.add_argument("--lbfgs-backend", choices=("jaxopt", "optax", "both"), default="both")
+    parser.add_argument("--lbfgs-backend", choices=(*LBFGS_BACKENDS, "all"), default="all",
+                        help="nst_jax's L-BFGS implementations to run (default: all)")
+    parser.add_argument("--line-search", choices=(*LINE_SEARCHES, "all"), default="all",
+                        help="line searches of the nst_jax backend (default: all; the others search by zoom)")
+    parser.add_argument(
+        "--target-iterations", type=int, default=None, metavar="N",
+        help="instead: time to a target loss, the one PyTorch's strong-Wolfe L-BFGS reaches in N iterations, for "
+        "every nst_jax L-BFGS and for PyTorch's without line search (each capped at 3N iterations)",
+    )
     parser.add_argument("--content", type=Path, default=DEFAULT_CONTENT, help="content image (default: examples/)")
     parser.add_argument("--style", type=Path, default=DEFAULT_STYLE, help="style image (default: examples/)")
     parser.add_argument(
@@ -105,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", choices=("content", "noise"), default="content", help="initial image")
     parser.add_argument("--loss-form", choices=("normalized", "paper"), default=StyleConfig.loss_form)
     parser.add_argument("--chunk-size", type=int, default=StyleConfig.chunk_size, help="nst_jax chunk size")
+    parser.add_argument("--history-size", type=int, default=StyleConfig.history_size,
+                        help=f"L-BFGS memory, both libraries (default {StyleConfig.history_size})")
     parser.add_argument(
         "--batch", type=int, default=None, metavar="N",
         help="instead: one batched nst_jax sweep of N style weights vs N sequential nst_jax and PyTorch runs",
@@ -338,16 +349,42 @@ def load_quietly(path: Path) -> VGGWeights:
         return load_weights(path)
 
 
-def settings(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The (optimizer, nst_jax L-BFGS backend) pairs to run."""
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One nst_jax optimizer to run: the optimizer, its L-BFGS backend and line search."""
+
+    optimizer: str
+    backend: str = LBFGS_BACKENDS[0]
+    line_search: str = LINE_SEARCHES[0]
+
+    @property
+    def name(self) -> str:
+        """What runs it: ``optax.adam``, ``optax.lbfgs``, ``jaxopt.LBFGS``, ``nst_jax.lbfgs[none]`` ..."""
+        if self.optimizer == "adam":
+            return "optax.adam"
+        if self.backend == "nst_jax":
+            return f"nst_jax.lbfgs[{self.line_search}]"
+        return {"jaxopt": "jaxopt.LBFGS", "optax": "optax.lbfgs"}[self.backend]
+
+    def config(self, base: StyleConfig) -> StyleConfig:
+        """``base`` running this variant."""
+        return base.replace(optimizer=self.optimizer, lbfgs_backend=self.backend, line_search=self.line_search)
+
+
+def settings(args: argparse.Namespace) -> list[Variant]:
+    """The nst_jax optimizers to run, L-BFGS's first."""
     optimizers = ("lbfgs", "adam") if args.optimizer == "both" else (args.optimizer,)
-    backends = ("jaxopt", "optax") if args.lbfgs_backend == "both" else (args.lbfgs_backend,)
-    return [(opt, backend) for opt in optimizers for backend in (backends if opt == "lbfgs" else ("optax",))]
-
-
-def jax_backend_name(optimizer: str, backend: str) -> str:
-    """What runs nst_jax's optimizer: ``jaxopt.LBFGS``, ``optax.lbfgs`` or ``optax.adam``."""
-    return "optax.adam" if optimizer == "adam" else {"jaxopt": "jaxopt.LBFGS", "optax": "optax.lbfgs"}[backend]
+    backends = LBFGS_BACKENDS if args.lbfgs_backend == "all" else (args.lbfgs_backend,)
+    searches = LINE_SEARCHES if args.line_search == "all" else (args.line_search,)
+    variants = []
+    for optimizer in optimizers:
+        if optimizer == "adam":
+            variants.append(Variant("adam"))
+            continue
+        for backend in backends:
+            variants += [Variant("lbfgs", backend, search) for search in (searches if backend == "nst_jax" else
+                                                                         (LINE_SEARCHES[0],))]
+    return variants
 
 
 TORCH_BACKENDS = {"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS"}
@@ -359,7 +396,7 @@ def sized_inputs(
     """The base config at ``size`` and the content, styles and initial image both implementations get."""
     base = StyleConfig(
         image_size=size, iterations=args.iterations, init=args.init, loss_form=args.loss_form,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size, history_size=args.history_size,
     )
     content, styles = prepare_images(args.content, args.style, base)
     return base, content, styles, initial_image(base, content, styles)
@@ -373,11 +410,8 @@ def benchmark_size(
     shape = (int(content.shape[0]), int(content.shape[1]))
     torch_device = torch_baseline.device_name(next(model.parameters()).device)
     rows: list[Row] = []
-    for optimizer in dict.fromkeys(opt for opt, _ in settings(args)):
-        configs = {
-            jax_backend_name(optimizer, backend): base.replace(optimizer=optimizer, lbfgs_backend=backend)
-            for opt, backend in settings(args) if opt == optimizer
-        }
+    for optimizer in dict.fromkeys(variant.optimizer for variant in settings(args)):
+        configs = {variant.name: variant.config(base) for variant in settings(args) if variant.optimizer == optimizer}
         runners: list[tuple[Row, Callable[[], Run]]] = []
         for name, config in configs.items():
             run = functools.partial(run_jax, weights, content, styles, config)
@@ -434,6 +468,7 @@ class BatchRow:
     optimizer: str
     count: int
     warmup_seconds: float
+    reference: str | None = None  # the PyTorch row this one is compared with
     seconds: list[float] = dataclasses.field(default_factory=list)
     final_totals: list[float] = dataclasses.field(default_factory=list)
 
@@ -459,48 +494,54 @@ def _timed(call: Callable[[], list[float]]) -> tuple[float, list[float]]:
     return time.perf_counter() - start, totals
 
 
+def torch_method(config: StyleConfig) -> str:
+    """The PyTorch optimizer a config runs in the baseline: Adam, L-BFGS with strong Wolfe, or with none."""
+    if config.optimizer == "adam":
+        return TORCH_BACKENDS["adam"]
+    return TORCH_BACKENDS["lbfgs"] + ("[none]" if config.line_search == "none" else "[strong_wolfe]")
+
+
 def benchmark_batch(
     size: int, args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None]
 ) -> list[BatchRow]:
-    """One batched sweep of ``args.batch`` style weights vs the same runs one after another, both libraries."""
+    """One batched sweep of ``args.batch`` style weights vs the same runs one after another, both libraries (PyTorch
+    once per optimizer it runs: Adam, L-BFGS with strong Wolfe, L-BFGS without line search)."""
     base, content, styles, init = sized_inputs(size, args)
     shape = (int(content.shape[0]), int(content.shape[1]))
-    rows: list[BatchRow] = []
-    for optimizer, backend in settings(args):
-        config = base.replace(optimizer=optimizer, lbfgs_backend=backend)
+    calls: dict[str, tuple[str, str, str | None, Callable[[], list[float]]]] = {}
+    for variant in settings(args):
+        config = variant.config(base)
         style_weights = sweep_weights(config, args.batch)
         configs = [config.replace(style_weight=w) for w in style_weights]
-        calls = {
-            f"nst_jax batched [{jax_backend_name(optimizer, backend)}]": (
-                jax_device_name(),
-                lambda s=style_weights, c=config: [
-                    r.final_losses.total for r in stylize_sweep(content, styles, style_weights=s, config=c, vgg=weights)
-                ],
-            ),
-            f"nst_jax sequential [{jax_backend_name(optimizer, backend)}]": (jax_device_name(), lambda cs=configs: [
-                stylize(content, styles, vgg=weights, config=c).final_losses.total for c in cs
-            ]),
-            f"torch sequential [{TORCH_BACKENDS[optimizer]}]": (
-                torch_baseline.device_name(next(model.parameters()).device),
-                lambda cs=configs: [
-                    torch_baseline.stylize_torch(model, content, styles, init, config=c).final_losses.total
-                    for c in cs
-                ],
-            ),
-        }
-        runners = []
-        for name, (device, call) in calls.items():
-            log(f"{shape[0]}x{shape[1]} {optimizer} {name} x{args.batch}: warm-up")
-            warm, _ = _timed(call)
-            runners.append((BatchRow(name, device, shape, optimizer, args.batch, warm), call))
-        for repeat in range(args.repeats):
-            for row, call in runners if repeat % 2 == 0 else runners[::-1]:
-                seconds, totals = _timed(call)
-                row.seconds.append(seconds)
-                row.final_totals = totals
-                log(f"  repeat {repeat + 1}: {row.implementation} {seconds:.3f} s")
-        rows += [row for row, _ in runners]
-    return rows
+        reference = f"torch sequential [{torch_method(config)}]"
+        calls[f"nst_jax batched [{variant.name}]"] = (
+            jax_device_name(), variant.optimizer, reference,
+            lambda s=style_weights, c=config: [
+                r.final_losses.total for r in stylize_sweep(content, styles, style_weights=s, config=c, vgg=weights)
+            ],
+        )
+        calls[f"nst_jax sequential [{variant.name}]"] = (
+            jax_device_name(), variant.optimizer, None,
+            lambda cs=configs: [stylize(content, styles, vgg=weights, config=c).final_losses.total for c in cs],
+        )
+        calls.setdefault(reference, (
+            torch_baseline.device_name(next(model.parameters()).device), variant.optimizer, None,
+            lambda cs=configs: [
+                torch_baseline.stylize_torch(model, content, styles, init, config=c).final_losses.total for c in cs
+            ],
+        ))
+    runners = []
+    for name, (device, optimizer, reference, call) in calls.items():
+        log(f"{shape[0]}x{shape[1]} {optimizer} {name} x{args.batch}: warm-up")
+        warm, _ = _timed(call)
+        runners.append((BatchRow(name, device, shape, optimizer, args.batch, warm, reference), call))
+    for repeat in range(args.repeats):
+        for row, call in runners if repeat % 2 == 0 else runners[::-1]:
+            seconds, totals = _timed(call)
+            row.seconds.append(seconds)
+            row.final_totals = totals
+            log(f"  repeat {repeat + 1}: {row.implementation} {seconds:.3f} s")
+    return [row for row, _ in runners]
 
 
 def batch_ratios(rows: Sequence[BatchRow]) -> list[dict[str, Any]]:
@@ -509,9 +550,9 @@ def batch_ratios(rows: Sequence[BatchRow]) -> list[dict[str, Any]]:
     for row in rows:
         if not row.implementation.startswith("nst_jax batched"):
             continue
-        peers = [r for r in rows if r.size == row.size and r.optimizer == row.optimizer]
-        sequential = next(r for r in peers if r.implementation.startswith("nst_jax sequential"))
-        baseline = next(r for r in peers if r.implementation.startswith("torch"))
+        peers = {r.implementation: r for r in rows if r.size == row.size}
+        sequential = peers[row.implementation.replace("nst_jax batched", "nst_jax sequential")]
+        baseline = peers[row.reference]
         out.append({
             "size": list(row.size), "optimizer": row.optimizer, "images": row.count,
             "implementation": row.implementation, "batched_seconds": row.median,
@@ -626,6 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = torch_baseline.load_torch_vgg(weights, StyleConfig.pooling, torch_baseline.default_device())
         if args.batch is not None:
             return report_batch(args, weights, model, log, loadavg_start)
+        if args.target_iterations is not None:
+            return report_target(args, weights, model, log, loadavg_start)
         rows = [row for size in args.size for row in benchmark_size(size, args, weights, model, log)]
     ratio_list = ratios(rows)
     header = [
@@ -684,7 +727,7 @@ def report_batch(
     print(format_batch_table(rows))
     for ratio in ratio_list:
         print(
-            f"batched/sequential, {ratio['size'][0]}x{ratio['size'][1]} {ratio['optimizer']} N={ratio['images']}: "
+            f"batched/sequential, {ratio['size'][0]}x{ratio['size'][1]} {ratio['implementation']} N={ratio['images']}: "
             f"{ratio['batched_over_jax_sequential']:.3f} vs nst_jax, {ratio['batched_over_torch_sequential']:.3f} "
             "vs torch"
         )
@@ -700,6 +743,133 @@ def report_batch(
             "environment": environment() | {"loadavg_start": loadavg_start, "loadavg_end": load_average()},
             "batch_rows": [row.to_dict() for row in rows],
             "batch_ratios": ratio_list,
+        }
+        write_json(args.json, report, allow_nan=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- time to target
+
+
+@dataclasses.dataclass
+class TargetRow:
+    """How long one L-BFGS took to reach the target loss (None where it did not within ``cap`` iterations)."""
+
+    implementation: str
+    method: str
+    device: str
+    size: tuple[int, int]
+    target: float
+    cap: int
+    iterations: int | None
+    evaluations: int | None
+    seconds: float | None
+    final_loss: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-friendly values."""
+        return dataclasses.asdict(self) | {"size": list(self.size)}
+
+
+def iterations_to(losses: Sequence[float], target: float) -> int | None:
+    """How many iterations the run whose per-iteration ``losses`` these are took to reach ``target`` (or None)."""
+    reached = np.flatnonzero(np.asarray(losses, np.float64) <= target)
+    return int(reached[0]) + 1 if reached.size else None
+
+
+def benchmark_target(
+    size: int, args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None]
+) -> list[TargetRow]:
+    """Time to the loss PyTorch's strong-Wolfe L-BFGS reaches in ``args.target_iterations`` iterations.
+
+    Each nst_jax L-BFGS (and PyTorch's without line search) runs up to 3N iterations to find when it first reaches
+    the target; then a run of exactly that many iterations is timed (after a compile at that length), so the
+    seconds are a real run's loop time. Evaluations: the loss-and-gradient evaluations each counts per iteration
+    (line-search trials; PyTorch's include its initial one).
+    """
+    base, content, styles, init = sized_inputs(size, args)
+    shape = (int(content.shape[0]), int(content.shape[1]))
+    n, cap = args.target_iterations, 3 * args.target_iterations
+    lbfgs = base.replace(optimizer="lbfgs", chunk_size=min(base.chunk_size, n))
+    torch_device = torch_baseline.device_name(next(model.parameters()).device)
+    log(f"{shape[0]}x{shape[1]}: the target, PyTorch strong-Wolfe L-BFGS x{n}")
+    reference = torch_baseline.stylize_torch(model, content, styles, init, config=lbfgs.replace(iterations=n))
+    target = float(reference.losses.total[-1])
+    rows = [TargetRow("torch", torch_method(lbfgs), torch_device, shape, target, n, n,
+                      int(reference.evaluations.sum()) + reference.initial_evaluations, reference.elapsed, target)]
+
+    def measure(run: Callable[[int], tuple[np.ndarray, np.ndarray, int, float]], extra: int) -> tuple[Any, ...]:
+        losses, evaluations, initial, _ = run(cap)
+        k = iterations_to(losses, target)
+        if k is None:
+            return None, None, None, float(losses[-1])
+        run(k + extra)  # compile at this length (nst_jax), warm caches (torch)
+        seconds = run(k + extra)[3]
+        return k, int(evaluations[:k].sum()) + initial, seconds, float(losses[-1])
+
+    for variant in settings(args):
+        if variant.optimizer != "lbfgs":
+            continue
+        config = variant.config(lbfgs)
+
+        def nst_jax(iterations: int, config: StyleConfig = config) -> tuple[np.ndarray, np.ndarray, int, float]:
+            result = stylize(content, styles, vgg=weights, config=config.replace(iterations=iterations))
+            return np.asarray(result.losses.total), np.asarray(result.evaluations), 0, result.elapsed
+
+        log(f"{shape[0]}x{shape[1]}: nst_jax[{variant.name}] to {target:.4g}, at most {cap} iterations")
+        rows.append(TargetRow("nst_jax", variant.name, jax_device_name(), shape, target, cap, *measure(nst_jax, 0)))
+    none = lbfgs.replace(line_search="none", lbfgs_backend="nst_jax")
+
+    def torch_none(iterations: int) -> tuple[np.ndarray, np.ndarray, int, float]:
+        result = torch_baseline.stylize_torch(model, content, styles, init, config=none.replace(iterations=iterations))
+        return np.asarray(result.losses.total), np.asarray(result.evaluations), result.initial_evaluations, \
+            result.elapsed
+
+    log(f"{shape[0]}x{shape[1]}: PyTorch L-BFGS without line search to {target:.4g}, at most {cap} iterations")
+    # +1: without a line search torch does not evaluate after its last step, so k+1 steps evaluate the k-th.
+    rows.append(TargetRow("torch", torch_method(none), torch_device, shape, target, cap, *measure(torch_none, 1)))
+    return rows
+
+
+TARGET_COLUMNS = ("implementation", "method", "device", "size", "target", "iterations", "evaluations", "seconds",
+                  "loss at the cap")
+
+
+def format_target_table(rows: Sequence[TargetRow]) -> str:
+    """The time-to-target rows as an aligned text table."""
+    body = [
+        (row.implementation, row.method, row.device, f"{row.size[0]}x{row.size[1]}", f"{row.target:.4g}",
+         _fmt(row.iterations, "d") if row.iterations is not None else f"> {row.cap}",
+         _fmt(row.evaluations, "d"), _fmt(row.seconds, ".2f"), f"{row.final_loss:.4g}")
+        for row in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(TARGET_COLUMNS, *body)]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths))
+                     for line in [TARGET_COLUMNS, *body])
+
+
+def report_target(
+    args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None],
+    loadavg_start: list[float] | None,
+) -> int:
+    """Run and print the time-to-target comparison (and write its JSON); returns the exit code."""
+    rows = [row for size in args.size for row in benchmark_target(size, args, weights, model, log)]
+    label = "" if weights.pretrained else RANDOM_LABEL
+    print(label or f"weights: {weights.info.source} (sha256 {weights.checksum[:12]})")
+    print(f"time to the loss PyTorch's strong-Wolfe L-BFGS reaches in {args.target_iterations} iterations (init "
+          f"{args.init}, history {args.history_size}); others capped at {3 * args.target_iterations}")
+    print(format_target_table(rows))
+    if label:
+        print(label)
+    if args.json is not None:
+        report = {
+            "label": label or "pretrained weights",
+            "weights": {"pretrained": weights.pretrained, "source": weights.info.source, "sha256": weights.checksum},
+            "settings": vars(args) | {"content": str(args.content), "style": str(args.style),
+                                      "weights": None if args.weights is None else str(args.weights),
+                                      "json": str(args.json)},
+            "environment": environment() | {"loadavg_start": loadavg_start, "loadavg_end": load_average()},
+            "target_rows": [row.to_dict() for row in rows],
         }
         write_json(args.json, report, allow_nan=True)
     return 0

@@ -35,9 +35,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from convert_weights.torch_vgg import TorchVGG19, features_state_dict
+from convert_weights.torch_vgg import TorchVGG, TorchVGG19, features_state_dict
 from nst_jax.config import StyleConfig
 from nst_jax.losses import LOSS_FORMS, LossTerms, equal_layer_weights
+from nst_jax.vgg import architecture_of, preprocessing_of
 
 TorchLoss = Callable[[torch.Tensor], LossTerms]
 
@@ -63,8 +64,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def load_torch_vgg(weights: object, pooling: str, device: torch.device | str = "cpu") -> TorchVGG19:
-    """A ``TorchVGG19`` holding ``weights``: a ``VGGWeights``, a params tree, an nst_jax ``.h5`` or a ``.pth`` file."""
+def load_torch_vgg(weights: object, pooling: str, device: torch.device | str = "cpu") -> TorchVGG:
+    """A ``TorchVGG`` holding ``weights`` (a ``VGGWeights``, a params tree, an nst_jax ``.h5`` or a ``.pth`` file),
+    with their architecture and preprocessing."""
     if isinstance(weights, (str, os.PathLike)):
         path = Path(weights)
         if path.suffix in (".pth", ".pt"):
@@ -77,7 +79,10 @@ def load_torch_vgg(weights: object, pooling: str, device: torch.device | str = "
             params = load_weights(path).params
     else:
         params = getattr(weights, "params", weights)
-    model = TorchVGG19(pooling)
+    preprocessing = preprocessing_of(params)
+    if preprocessing is None:
+        raise ValueError("the weights' input group is neither torchvision's nor caffe's preprocessing")
+    model = TorchVGG(pooling, architecture_of(params), preprocessing)
     model.load_state_dict(features_state_dict(params))
     return model.to(device).eval().requires_grad_(False)
 
@@ -175,7 +180,7 @@ def compute_targets(
 def make_loss(model: TorchVGG19, targets: TorchTargets, config: StyleConfig) -> TorchLoss:
     """The loss ``image -> LossTerms`` (tensors) of a (1, 3, H, W) image, as ``nst_jax.losses.make_loss_fn``."""
     form, layers, per_layer = config.loss_form, loss_layers(config), style_layer_weights(config)
-    alpha, beta, tv_weight = config.content_weight, config.resolved_style_weight, config.tv_weight
+    alpha, beta, tv_weight = config.resolved_content_weight, config.resolved_style_weight, config.tv_weight
 
     def loss_terms(image: torch.Tensor) -> LossTerms:
         features = model(image, layers)
@@ -281,11 +286,15 @@ def _accepted_line_search_values(accepted: list[float]) -> Iterator[None]:
 
 
 def run_lbfgs(loss: TorchLoss, image: torch.Tensor, config: StyleConfig) -> Trace:
-    """``config.iterations`` L-BFGS iterations on ``image`` in one ``.step``, in place."""
+    """``config.iterations`` L-BFGS iterations on ``image`` in one ``.step``, in place: with torch's strong-Wolfe
+    search, or with none (``config.line_search == "none"``: ``line_search_fn=None``,
+    ``lr=config.step_size``, as jcjohnson/neural-style and neural-style-pt run it; torch then skips the evaluation
+    after the last step)."""
     iterations = config.iterations
+    searching = config.line_search != "none"
     optimizer = torch.optim.LBFGS(
-        [image], lr=1.0, max_iter=iterations, max_eval=25 * iterations + 1, tolerance_grad=-1.0,
-        tolerance_change=-1.0, history_size=config.history_size, line_search_fn="strong_wolfe",
+        [image], lr=config.step_size, max_iter=iterations, max_eval=25 * iterations + 1, tolerance_grad=-1.0,
+        tolerance_change=-1.0, history_size=config.history_size, line_search_fn="strong_wolfe" if searching else None,
     )
     evaluated: list[tuple[int, LossTerms]] = []
 
@@ -297,8 +306,12 @@ def run_lbfgs(loss: TorchLoss, image: torch.Tensor, config: StyleConfig) -> Trac
         return terms.total
 
     accepted: list[float] = []
-    with _accepted_line_search_values(accepted):
+    if searching:
+        with _accepted_line_search_values(accepted):
+            optimizer.step(closure)
+    else:  # each iteration's one evaluation is at the point it stepped to
         optimizer.step(closure)
+        accepted = [float(terms.total) for n_iter, terms in evaluated if n_iter >= 1]
     return Trace(evaluated, accepted)
 
 

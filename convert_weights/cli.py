@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from nst_jax.argparsing import OneLineParser
 from nst_jax.files import OutputError, check_output
-from nst_jax.vgg import CONV_LAYERS
+from nst_jax.vgg import ARCHITECTURES, PREPROCESSINGS, conv_layers, preprocessing_params
 from nst_jax.weights import (
     WeightsError,
     default_weights_path,
@@ -27,19 +29,41 @@ def build_parser() -> argparse.ArgumentParser:
     """The converter's argument parser."""
     parser = OneLineParser(
         prog=PROG, error_name="convert_weights",
-        description="Convert torchvision's VGG19 into nst_jax's HDF5 weights file.",
+        description="Convert a VGG19 or VGG16 (torchvision's, or the Caffe models in torchvision's layout) into "
+        "nst_jax's HDF5 weights file.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--torchvision", action="store_true",
         help="download torchvision's pretrained vgg19 (IMAGENET1K_V1) and convert it (the default)",
     )
-    source.add_argument("--pth", type=Path, metavar="FILE", help="convert a torchvision-layout state dict file")
+    source.add_argument(
+        "--pth", type=Path, metavar="FILE",
+        help="convert a torchvision-layout state dict file: torchvision's, or the Caffe VGG19/VGG16 as neural-style-pt "
+        "downloads them (vgg19-d01eb7cb.pth, vgg16-00b39a1b.pth; give them --preprocessing caffe)",
+    )
     source.add_argument(
         "--random", action="store_true",
         help="write a random-init VGG19 (torchvision's init), for tests and benchmarks only",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    parser.add_argument(
+        "--arch", choices=tuple(ARCHITECTURES), default=None,
+        help="vgg19 or vgg16 (default: from the .pth's conv count; vgg19 for --torchvision and --random)",
+    )
+    parser.add_argument(
+        "--preprocessing", choices=PREPROCESSINGS, default=None,
+        help="the input the weights expect: torchvision (RGB in [0, 1], ImageNet mean/std) or caffe (BGR x256 minus "
+        "the BGR mean, as neural-style-pt feeds the Caffe models); default torchvision, caffe for the two Caffe file "
+        "names above",
+    )
+    parser.add_argument(
+        "--normalize-on", metavar="IMAGES", default=None,
+        help="make the paper's normalized network: rescale the weights so every post-ReLU channel has mean 1 over "
+        "these images (a folder or a glob pattern) and positions",
+    )
+    parser.add_argument("--normalize-size", type=int, default=None, metavar="PX",
+                        help="longest side the --normalize-on images are resized to (default 512)")
     parser.add_argument(
         "-o", "--output", type=Path, default=None,
         help=f"output HDF5 file (default: {default_weights_path()}); an existing file is replaced only if it holds "
@@ -72,6 +96,20 @@ def check_output_file(output: Path, args: argparse.Namespace) -> None:
                               "another -o, or pass --overwrite to replace them")
 
 
+def _normalize(params: dict, preprocessing: str, paths: list[Path], size: int, pattern: str) -> tuple[dict, str]:
+    """``params`` normalized as the paper's network on the images at ``paths``, and the record of what on."""
+    from convert_weights.normalize import channel_means, load_images, normalize_params
+
+    print(f"normalizing on {len(paths)} image(s) at {size} px ...", file=sys.stderr)
+    images = load_images(paths, size)
+    means = channel_means({**params, "input": preprocessing_params(preprocessing)}, images)
+    dead = sum(int(np.sum(mean <= 0)) for mean in means.values())
+    print(f"channel means from {min(float(m[m > 0].min()) for m in means.values() if np.any(m > 0)):.3g} to "
+          f"{max(float(m.max()) for m in means.values()):.3g}; {dead} dead channel(s) left as they were",
+          file=sys.stderr)
+    return normalize_params(params, means), f"{len(paths)} image(s) from {pattern} at {size} px, max pooling"
+
+
 def _fail(message: str) -> int:
     """Print one error line and return exit code 2."""
     print(f"convert_weights: error: {message}", file=sys.stderr)
@@ -96,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         return _fail("PyTorch is needed to convert weights: pip install 'nst-jax[torch]' (or just torch)")
     from convert_weights.convert import (
+        TORCHVISION_URLS,
         ConversionError,
         convert_state_dict,
         load_pth,
@@ -110,37 +149,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         torchvision_version = torchvision.__version__
     except Exception:  # torchvision is optional; a broken install must not stop a --pth conversion
         pass
+    from convert_weights.convert import CAFFE_FILES
+    from convert_weights.normalize import NORMALIZE_SIZE, NormalizationError, image_paths
+
+    preprocessing = args.preprocessing
+    if args.pth is not None and args.pth.name in CAFFE_FILES:
+        print(f"{args.pth.name} is the Caffe {CAFFE_FILES[args.pth.name].upper()} in torchvision's layout "
+              f"(neural-style-pt's download): its weights expect Caffe's preprocessing", file=sys.stderr)
+        if preprocessing is None:
+            preprocessing = "caffe"
+        elif preprocessing != "caffe":
+            print("warning: --preprocessing torchvision given for a Caffe model: its features will be wrong",
+                  file=sys.stderr)
+    preprocessing = preprocessing or "torchvision"
+    if args.normalize_size is not None and args.normalize_on is None:
+        return _fail("--normalize-size needs --normalize-on IMAGES")
+    normalize_size = args.normalize_size if args.normalize_size is not None else NORMALIZE_SIZE
+    if normalize_size < 32:
+        return _fail(f"--normalize-size must be at least 32 pixels (relu5_4 needs 16), got {normalize_size}")
     try:
+        normalize_paths = image_paths(args.normalize_on) if args.normalize_on is not None else []
         if args.random:
-            state_dict = random_state_dict(args.seed)
-            source, source_sha, pretrained = f"random init (torchvision scheme, seed {args.seed})", "", False
+            architecture = args.arch or "vgg19"
+            state_dict = random_state_dict(args.seed, architecture)
+            source, source_sha, pretrained = (f"random init (torchvision scheme, seed {args.seed})", "", False)
         elif args.pth is not None:
             state_dict = load_pth(args.pth)
             source, source_sha, pretrained = f"pth file {args.pth.name}", file_sha256(args.pth), True
+            architecture = args.arch
         else:
-            print("downloading torchvision's pretrained VGG19 (548 MB) ...", file=sys.stderr)
+            architecture = args.arch or "vgg19"
+            print(f"downloading torchvision's pretrained {architecture.upper()} (528-548 MB) ...", file=sys.stderr)
             try:
-                state_dict, source, source_sha = load_torchvision()
+                state_dict, source, source_sha = load_torchvision(architecture)
             except Exception as error:  # network failures surface as many exception types
+                url = TORCHVISION_URLS[architecture]
                 return _fail(
-                    f"could not download torchvision's VGG19 ({type(error).__name__}: {error}). "
-                    "On a machine with internet access run 'python -m convert_weights', or download "
-                    "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth yourself and run "
-                    "'python -m convert_weights --pth vgg19-dcbb9e9d.pth'"
+                    f"could not download torchvision's {architecture.upper()} ({type(error).__name__}: {error}). "
+                    f"On a machine with internet access run 'python -m convert_weights', or download {url} "
+                    f"yourself and run 'python -m convert_weights --pth {url.rsplit('/', 1)[1]}'"
                 )
             pretrained = True
-        params = convert_state_dict(state_dict)
+        params = convert_state_dict(state_dict, architecture)
+        normalized_on = ""
+        if normalize_paths:
+            params, normalized_on = _normalize(params, preprocessing, normalize_paths, normalize_size,
+                                               args.normalize_on)
         checksum = write_weights(
             output, params, source=source, pretrained=pretrained, source_sha256=source_sha,
-            torch_version=torch.__version__, torchvision_version=torchvision_version,
+            torch_version=torch.__version__, torchvision_version=torchvision_version, preprocessing=preprocessing,
+            normalized_on=normalized_on,
         )
-    except (ConversionError, WeightsError) as error:
+    except (ConversionError, WeightsError, NormalizationError) as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot write {output}: {error.strerror or error}")
-    count = sum(layer["kernel"].size + layer["bias"].size for layer in params.values())
-    print(f"layers: {' '.join(CONV_LAYERS)}")
+    convs = [name for name in params if name != "input"]
+    count = sum(params[name]["kernel"].size + params[name]["bias"].size for name in convs)
+    print(f"architecture: {'VGG16' if len(convs) == len(conv_layers('vgg16')) else 'VGG19'}")
+    print(f"layers: {' '.join(convs)}")
     print(f"parameters: {count:,}")
+    print(f"preprocessing: {preprocessing}")
+    if normalized_on:
+        print(f"normalized on: {normalized_on}")
     print(f"source: {source}")
     print(f"sha256: {checksum}")
     print(f"wrote {output}")

@@ -1,4 +1,5 @@
-"""Turn a torchvision-layout VGG19 state dict into nst_jax's parameter tree."""
+"""Turn a torchvision-layout VGG19 or VGG16 state dict (torchvision's own, or the Caffe models converted to that
+layout) into nst_jax's parameter tree."""
 
 from __future__ import annotations
 
@@ -12,30 +13,56 @@ from typing import Any
 import numpy as np
 
 from nst_jax.files import file_kind
-from nst_jax.vgg import CONV_LAYERS, conv_param_shapes, torchvision_index
+from nst_jax.vgg import ARCHITECTURES, conv_layers, conv_param_shapes, torchvision_index
 from nst_jax.weights import file_sha256
 
-# torchvision's VGG19_Weights.IMAGENET1K_V1; the hash prefix in the name lets torch.hub verify the download.
-TORCHVISION_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+# torchvision's VGG19_Weights.IMAGENET1K_V1 and VGG16_Weights.IMAGENET1K_V1; the hash prefix in the name lets
+# torch.hub verify the download.
+TORCHVISION_URLS: dict[str, str] = {
+    "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+}
+TORCHVISION_URL = TORCHVISION_URLS["vgg19"]
+# The Caffe VGGs (Simonyan & Zisserman's) converted to torchvision's layout, as jcjohnson/neural-style-pt's
+# models/download_models.py fetches them: their values expect Caffe's preprocessing.
+CAFFE_FILES: dict[str, str] = {"vgg19-d01eb7cb.pth": "vgg19", "vgg16-00b39a1b.pth": "vgg16"}
 
 
 class ConversionError(Exception):
     """A source that cannot be converted; the message says what is wrong and how to fix it."""
 
 
-def convert_state_dict(state_dict: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-    """nst_jax params (HWIO kernels) from a torchvision ``features.N.*`` state dict; classifier keys are ignored."""
+def detect_architecture(state_dict: Mapping[str, Any]) -> str:
+    """``vgg19`` or ``vgg16``: the one whose conv positions (``features.N.weight``) the state dict holds more of
+    (VGG19 on a tie), so that a damaged file is reported layer by layer against the right network."""
+    held = {key for key, value in state_dict.items() if len(getattr(value, "shape", ())) == 4}
+    if not held:
+        raise ConversionError("no 4-D features.N.weight tensors: not a VGG state dict")
+
+    def matches(architecture: str) -> int:
+        return sum(f"features.{torchvision_index(conv, architecture)}.weight" in held
+                   for conv in conv_layers(architecture))
+
+    return max(ARCHITECTURES, key=lambda architecture: (matches(architecture), architecture == "vgg19"))
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, Any], architecture: str | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """nst_jax params (HWIO kernels) from a torchvision-layout ``features.N.*`` state dict of ``architecture``
+    (default: ``detect_architecture``); classifier keys are ignored."""
     features = {key: value for key, value in state_dict.items() if key.startswith("features.")}
     if not features:
         raise ConversionError(
-            "no 'features.N.weight' keys: not a torchvision VGG19 state dict "
+            "no 'features.N.weight' keys: not a torchvision-layout VGG state dict "
             f"(first keys: {', '.join(list(state_dict)[:5]) or 'none'})"
         )
-    expected = conv_param_shapes()
+    architecture = architecture or detect_architecture(features)
+    expected = conv_param_shapes(architecture)
     problems: list[str] = []
     params: dict[str, dict[str, np.ndarray]] = {}
-    for name in CONV_LAYERS:
-        index = torchvision_index(name)
+    for name in conv_layers(architecture):
+        index = torchvision_index(name, architecture)
         weight, bias = features.get(f"features.{index}.weight"), features.get(f"features.{index}.bias")
         if weight is None or bias is None:
             problems.append(f"features.{index} ({name}) missing")
@@ -54,7 +81,7 @@ def convert_state_dict(state_dict: Mapping[str, Any]) -> dict[str, dict[str, np.
             continue
         params[name] = {"kernel": np.ascontiguousarray(kernel), "bias": bias}
     if problems:
-        raise ConversionError("not a usable VGG19 state dict: " + "; ".join(problems))
+        raise ConversionError(f"not a usable {architecture.upper()} state dict: " + "; ".join(problems))
     return params
 
 
@@ -111,27 +138,28 @@ def _unreadable_pth(path: Path, error: Exception) -> str:
     return f"{path} is not a readable PyTorch state dict ({first})"
 
 
-def load_torchvision() -> tuple[dict[str, Any], str, str]:
-    """torchvision's pretrained VGG19 state dict (downloads once), its source label and checksum."""
+def load_torchvision(architecture: str = "vgg19") -> tuple[dict[str, Any], str, str]:
+    """torchvision's pretrained VGG19 or VGG16 state dict (downloads once), its source label and checksum."""
     import torch
 
     try:
         import torchvision  # noqa: F401
-        from torchvision.models import VGG19_Weights, vgg19
+        from torchvision.models import VGG16_Weights, VGG19_Weights, vgg16, vgg19
 
-        model = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
-        url = VGG19_Weights.IMAGENET1K_V1.url
+        build, weights = {"vgg19": (vgg19, VGG19_Weights), "vgg16": (vgg16, VGG16_Weights)}[architecture]
+        model = build(weights=weights.IMAGENET1K_V1)
+        url = weights.IMAGENET1K_V1.url
         state_dict = model.state_dict()
     except ImportError:
-        url = TORCHVISION_URL
+        url = TORCHVISION_URLS[architecture]
         state_dict = torch.hub.load_state_dict_from_url(url, map_location="cpu", check_hash=True, progress=True)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
     checksum = file_sha256(cached) if cached.is_file() else ""
-    return dict(state_dict), f"torchvision vgg19 IMAGENET1K_V1 ({url})", checksum
+    return dict(state_dict), f"torchvision {architecture} IMAGENET1K_V1 ({url})", checksum
 
 
-def random_state_dict(seed: int = 0) -> dict[str, Any]:
-    """A random-init VGG19 ``features`` state dict, initialized as torchvision does."""
-    from convert_weights.torch_vgg import TorchVGG19, init_torchvision_
+def random_state_dict(seed: int = 0, architecture: str = "vgg19") -> dict[str, Any]:
+    """A random-init VGG19 (or VGG16) ``features`` state dict, initialized as torchvision does."""
+    from convert_weights.torch_vgg import TorchVGG, init_torchvision_
 
-    return dict(init_torchvision_(TorchVGG19(), seed).state_dict())
+    return dict(init_torchvision_(TorchVGG(architecture=architecture), seed).state_dict())

@@ -18,7 +18,15 @@ from nst_jax.reconstruct import Reconstruction, reconstruct_content, reconstruct
 from nst_jax.result import StyleResult
 from nst_jax.sweep import BatchItem, stylize_batch, stylize_sweep
 from nst_jax.transfer import stylize
-from nst_jax.vgg import CONV_LAYERS, LAYER_NAMES, VGG19Features, extract_features, min_input_size
+from nst_jax.vgg import (
+    CONV_LAYERS,
+    LAYER_NAMES,
+    VGG19Features,
+    VGGFeatures,
+    extract_features,
+    layer_names,
+    min_input_size,
+)
 from nst_jax.weights import (
     RandomWeightsWarning,
     VGGWeights,
@@ -42,6 +50,7 @@ __all__ = [
     "StyleConfig",
     "StyleResult",
     "VGG19Features",
+    "VGGFeatures",
     "VGGWeights",
     "WeightsError",
     "WeightsInfo",
@@ -49,6 +58,7 @@ __all__ = [
     "default_weights_path",
     "extract_features",
     "gram_matrix",
+    "layer_names",
     "load_image",
     "load_weights",
     "luminance_transfer",

@@ -17,15 +17,40 @@ from typing import Any
 
 import numpy as np
 
+from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import DEFAULT_FORM, LOSS_FORMS
-from nst_jax.optimize import CHUNK_SIZE, HISTORY_SIZE, LBFGS_BACKENDS, LEARNING_RATE, OPTIMIZERS
+from nst_jax.optimize import CHUNK_SIZE, HISTORY_SIZE, LBFGS_BACKENDS, LEARNING_RATE, OPTIMIZERS, STEP_SIZE
 from nst_jax.vgg import DEFAULT_POOLING, POOLINGS, validate_layers
 
 INITS: tuple[str, ...] = ("noise", "content", "style")
 PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 
-# Default style weight per loss form: see nst_jax.losses for why these balance content and style.
-DEFAULT_STYLE_WEIGHT: dict[str, float] = {"normalized": 1e6, "paper": 1e3}
+# The paper's alpha/beta = 1e-3 (paper form) in the normalized form, for the default layers at 512x341 px: a paper
+# content term is N M / 2 = 512 * 64 * 42 / 2 = 688128 normalized ones (relu4_2), a paper style term N_l^2 / 4
+# normalized ones: 1024 ... 65536 over relu1_1 ... relu5_1, 30515 on average. So alpha = 1 goes with
+# beta = 1e3 * 30515 / 688128 = 44 (exact for the mean over layers, not for each layer).
+MEAN_NORMALIZED_STYLE_WEIGHT = 44.0
+
+# Default (content, style) weights per network convention (``WeightsInfo.convention``) and loss form. Activations
+# differ in scale between conventions (Caffe's inputs are ~60x torchvision's, its features accordingly), and the
+# style term grows as the fourth power of that scale, the content term as the second:
+# - torchvision, normalized form: alpha/beta = 1e-6, PyTorch's neural-style tutorial (see nst_jax.losses);
+# - caffe, normalized form: content 5, style 100 on each of the five style layers (ours sums layers with weights
+#   summing to one: beta = 500), jcjohnson/neural-style's and neural-style-pt's defaults with the same loss terms;
+# - mean-normalized (the paper's network, ``convert_weights --normalize-on``), paper form: alpha/beta = 1e-3, the
+#   paper's figures; its normalized-form pair is that ratio carried over at 512 px (README, "Which weights").
+# - the paper form with torchvision's or Caffe's raw weights keeps the paper's ratio 1e-3 (nothing better is known).
+DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
+    "torchvision": {"normalized": (1.0, 1e6), "paper": (1.0, 1e3)},
+    "caffe": {"normalized": (5.0, 500.0), "paper": (1.0, 1e3)},
+    "mean-normalized": {"normalized": (1.0, MEAN_NORMALIZED_STYLE_WEIGHT), "paper": (1.0, 1e3)},
+}
+CONVENTIONS: tuple[str, ...] = tuple(DEFAULT_LOSS_WEIGHTS)
+DEFAULT_CONVENTION = CONVENTIONS[0]
+DEFAULT_STYLE_WEIGHT: dict[str, float] = {
+    form: pair[1] for form, pair in DEFAULT_LOSS_WEIGHTS[DEFAULT_CONVENTION].items()
+}
+"""Default style weight per loss form with torchvision's weights."""
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -85,7 +110,10 @@ def _floats(name: str, values: Any) -> tuple[float, ...] | None:
     return tuple(float(value) for value in values)
 
 
-_STYLE_WEIGHTS = ", ".join(f"{weight:.0e} {form}".replace("e+0", "e") for form, weight in DEFAULT_STYLE_WEIGHT.items())
+def _defaults_text(index: int) -> str:
+    """The default content (0) or style (1) weight per convention and form, for the help."""
+    return "; ".join(f"{convention} " + ", ".join(f"{pair[index]:g} {form}" for form, pair in forms.items())
+                     for convention, forms in DEFAULT_LOSS_WEIGHTS.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +127,30 @@ class StyleConfig:
     optimizer: str = option(OPTIMIZERS[0], "lbfgs (the paper's), lbfgsb (pixels kept in [0, 1]) or adam",
                             choices=OPTIMIZERS)
     lbfgs_backend: str = option(
-        LBFGS_BACKENDS[0], "implementation of lbfgs: optax (maintained) or jaxopt (unmaintained upstream; the faster "
-        "one on an H100 at 512 px, the slower one on a CPU: benchmarks/RESULTS.md)", choices=LBFGS_BACKENDS,
+        LBFGS_BACKENDS[0], "implementation of lbfgs: nst_jax (its own, written to batch under vmap, one evaluation per "
+        "trial step, every {line_search}), optax (optax.lbfgs) or jaxopt (unmaintained upstream); benchmarks/NOTES.md "
+        "compares them", choices=LBFGS_BACKENDS,
     )
     history_size: int = option(HISTORY_SIZE, "L-BFGS memory: past (step, gradient change) pairs kept", metavar="N")
+    line_search: str = option(
+        LINE_SEARCHES[0], "L-BFGS line search: zoom (strong Wolfe), backtracking (Armijo) or none (the fixed step "
+        "{step_size}, as neural-style and neural-style-pt run torch's L-BFGS); other than zoom with the nst_jax "
+        "{lbfgs_backend} only", choices=LINE_SEARCHES,
+    )
+    step_size: float = option(
+        STEP_SIZE, "L-BFGS step with {line_search} none, and the first trial step of the others, in units of the "
+        "quasi-Newton step (a step without curvature yet has L1 length T: torch's min(1, 1/|g|_1) where |g|_1 >= 1)",
+        metavar="T",
+    )
     learning_rate: float = option(LEARNING_RATE, "Adam step size, in pixel units ([0, 1])", metavar="LR")
-    content_weight: float = option(1.0, "content weight (alpha)", metavar="W")
+    content_weight: float | None = option(
+        None, "content weight (alpha); unset, the default for the weights' convention and the loss form",
+        metavar="W", default_text=f"by the weights: {_defaults_text(0)}",
+    )
     style_weight: float | None = option(
-        None, "style weight (beta); None takes the loss form's default (alpha/beta = 1e-3 as in the paper's "
-        "figures with the paper form)", metavar="W", default_text=f"the loss form's: {_STYLE_WEIGHTS}",
+        None, "style weight (beta); unset, the default for the weights' convention and the loss form (alpha/beta = "
+        "1e-3 as in the paper's figures with the paper form)", metavar="W",
+        default_text=f"by the weights: {_defaults_text(1)}",
     )
     tv_weight: float = option(0.0, "total-variation weight (the paper has none)", metavar="W")
     content_layers: tuple[str, ...] = option(
@@ -173,7 +216,11 @@ class StyleConfig:
                 raise ConfigError(f"{field('progress_seconds')} must be a positive number or None, "
                                   f"got {self.progress_seconds!r}")
             set_("progress_seconds", float(self.progress_seconds))
-        for name in ("learning_rate", "style_scale"):
+        self._check_choice("line_search", LINE_SEARCHES)
+        if self.line_search != "zoom" and self.lbfgs_backend != "nst_jax" and self.optimizer == "lbfgs":
+            raise ConfigError(f"{field('line_search')} {self.line_search} needs {field('lbfgs_backend')} nst_jax "
+                              f"(optax's and jaxopt's L-BFGS search by zoom only)")
+        for name in ("learning_rate", "style_scale", "step_size"):
             value = getattr(self, name)
             if not _in_float32(value) or value <= 0:
                 raise ConfigError(f"{field(name)} must be a positive number of at most {FLOAT32_MAX:.3g}, "
@@ -181,7 +228,7 @@ class StyleConfig:
             set_(name, float(value))
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
-            if value is None and name == "style_weight":
+            if value is None and name != "tv_weight":
                 continue
             if not _in_float32(value) or value < 0:
                 raise ConfigError(f"{field(name)} must be a non-negative number of at most {FLOAT32_MAX:.3g} "
@@ -223,8 +270,24 @@ class StyleConfig:
 
     @property
     def resolved_style_weight(self) -> float:
-        """beta, with None replaced by the loss form's default."""
+        """beta, with None replaced by the loss form's default for torchvision's weights (``for_convention`` first
+        for others)."""
         return DEFAULT_STYLE_WEIGHT[self.loss_form] if self.style_weight is None else float(self.style_weight)
+
+    @property
+    def resolved_content_weight(self) -> float:
+        """alpha, with None replaced by the default for torchvision's weights (``for_convention`` first for others)."""
+        if self.content_weight is None:
+            return DEFAULT_LOSS_WEIGHTS[DEFAULT_CONVENTION][self.loss_form][0]
+        return float(self.content_weight)
+
+    def for_convention(self, convention: str) -> "StyleConfig":
+        """A copy with unset loss weights set to the defaults for weights of ``convention`` (``CONVENTIONS``)."""
+        if convention not in DEFAULT_LOSS_WEIGHTS:
+            raise ValueError(f"unknown convention {convention!r}; choose {', '.join(CONVENTIONS)}")
+        content, style = DEFAULT_LOSS_WEIGHTS[convention][self.loss_form]
+        return self.replace(content_weight=content if self.content_weight is None else self.content_weight,
+                            style_weight=style if self.style_weight is None else self.style_weight)
 
     @property
     def iterations_per_scale(self) -> tuple[int, ...]:

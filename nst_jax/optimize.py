@@ -1,6 +1,7 @@
 """Optimizers over the image (VGG frozen) and the compiled loop that runs them in chunks on the device.
 
-``lbfgs``  -- L-BFGS with a zoom (strong Wolfe) line search, from optax (``backend="optax"``) or jaxopt.
+``lbfgs``  -- L-BFGS: nst_jax's own (``backend="nst_jax"``, ``nst_jax.lbfgs``: written to batch under ``vmap``, with a
+              zoom, backtracking or no line search), or optax's or jaxopt's, each with a zoom (strong Wolfe) search.
 ``lbfgsb`` -- jaxopt's L-BFGS-B with every pixel kept in [0, 1] (optax has no bounded L-BFGS).
 ``adam``   -- optax's Adam.
 
@@ -30,16 +31,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from nst_jax import lbfgs
+from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, loss_function
 
 LossFn = Callable[[jax.Array, LossInputs], LossTerms]
 
 OPTIMIZERS: tuple[str, ...] = ("lbfgs", "lbfgsb", "adam")
-LBFGS_BACKENDS: tuple[str, ...] = ("optax", "jaxopt")
+LBFGS_BACKENDS: tuple[str, ...] = ("nst_jax", "optax", "jaxopt")
+"""L-BFGS implementations; the first is the default."""
 HISTORY_SIZE = 10
 """L-BFGS memory: past (step, gradient change) pairs kept (SciPy's, jaxopt's and optax's default)."""
 LEARNING_RATE = 0.02
 """Adam's step size in image units (pixels in [0, 1])."""
+STEP_SIZE = 1.0
+"""L-BFGS's step: 1, the quasi-Newton step (the first step of a run scaled by min(1, 1/|g|_1), as torch does)."""
 CHUNK_SIZE = 20
 """Iterations per compiled call when nothing asks for more frequent progress."""
 
@@ -64,7 +70,8 @@ def import_jaxopt() -> Any:
 
 
 class Solver(NamedTuple):
-    """``init(x, inputs, learning_rate) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``.
+    """``init(x, inputs, rate) -> state`` and ``step(x, state, inputs) -> (x, state, terms, evaluations)``; ``rate``
+    is the traced step scale (Adam's learning rate, L-BFGS's step size; others ignore it).
 
     ``terms_at_start``: the terms a step returns are those of the iterate it started from (Adam), not of the
     iterate it produced (L-BFGS).
@@ -83,11 +90,18 @@ class SolverSpec:
     lbfgs_backend: str = LBFGS_BACKENDS[0]
     history_size: int = HISTORY_SIZE
     learning_rate: float = LEARNING_RATE
+    line_search: str = LINE_SEARCHES[0]
+    step_size: float = STEP_SIZE
 
     @property
-    def compile_key(self) -> tuple[str, str, int]:
-        """What changes the compiled program: everything but the (traced) learning rate."""
-        return self.optimizer, self.lbfgs_backend, self.history_size
+    def compile_key(self) -> tuple[str, str, int, str]:
+        """What changes the compiled program: everything but the (traced) learning rate and step size."""
+        return self.optimizer, self.lbfgs_backend, self.history_size, self.line_search
+
+    @property
+    def rate(self) -> float:
+        """The traced step scale ``Solver.init`` takes: Adam's learning rate, else the L-BFGS step size."""
+        return self.learning_rate if self.optimizer == "adam" else self.step_size
 
 
 # jaxopt starts its first line search at max_stepsize and never goes past it. Its default, 1.0, stalls L-BFGS
@@ -110,14 +124,14 @@ def _jaxopt_lbfgs(loss_fn: LossFn, history_size: int, bounded: bool) -> Solver:
         def bounds(x: jax.Array) -> tuple[jax.Array, jax.Array]:
             return jnp.zeros_like(x), jnp.ones_like(x)
 
-        init = lambda x, inputs, learning_rate: solver.init_state(x, bounds(x), inputs)  # noqa: E731
+        init = lambda x, inputs, rate: solver.init_state(x, bounds(x), inputs)  # noqa: E731
         update = lambda x, state, inputs: solver.update(x, state, bounds(x), inputs)  # noqa: E731
     else:
         solver = jaxopt.LBFGS(
             fun=objective, has_aux=True, history_size=history_size, maxiter=1 << 30, linesearch="zoom",
             max_stepsize=JAXOPT_MAX_STEPSIZE,
         )
-        init = lambda x, inputs, learning_rate: solver.init_state(x, inputs)  # noqa: E731
+        init = lambda x, inputs, rate: solver.init_state(x, inputs)  # noqa: E731
         update = solver.update
 
     def step(x: jax.Array, state: Any, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, jax.Array]:
@@ -140,7 +154,7 @@ def _optax_lbfgs(loss_fn: LossFn, history_size: int) -> Solver:
         steps = optax.tree.get(state, "info").num_linesearch_steps
         return x, state, loss_fn(x, inputs), jnp.asarray(steps, jnp.int32)
 
-    return Solver(init=lambda x, inputs, learning_rate: optimizer.init(x), step=step)
+    return Solver(init=lambda x, inputs, rate: optimizer.init(x), step=step)
 
 
 class AdamState(NamedTuple):
@@ -148,6 +162,20 @@ class AdamState(NamedTuple):
 
     moments: Any
     learning_rate: jax.Array
+
+
+def _nst_jax_lbfgs(loss_fn: LossFn, history_size: int, line_search: str) -> Solver:
+    """nst_jax's L-BFGS (``nst_jax.lbfgs``): one evaluation per trial step, the terms from the same evaluation."""
+    step = lbfgs.make_step(loss_fn, line_search)
+
+    def init(x: jax.Array, inputs: LossInputs, rate: jax.Array) -> lbfgs.State:
+        return lbfgs.init(loss_fn, x, inputs, history_size, rate)
+
+    def solver_step(x: jax.Array, state: lbfgs.State, inputs: LossInputs) -> tuple[jax.Array, Any, LossTerms, Any]:
+        state, evaluations = step(state, inputs)
+        return state.point.x, state, state.point.terms, evaluations
+
+    return Solver(init=init, step=solver_step)
 
 
 def _adam(loss_fn: LossFn) -> Solver:
@@ -185,6 +213,8 @@ def make_solver(loss_fn: LossFn, spec: SolverSpec) -> Solver:
             return _optax_lbfgs(loss_fn, spec.history_size)
         if spec.lbfgs_backend == "jaxopt":
             return _jaxopt_lbfgs(loss_fn, spec.history_size, bounded=False)
+        if spec.lbfgs_backend == "nst_jax":
+            return _nst_jax_lbfgs(loss_fn, spec.history_size, spec.line_search)
         raise ValueError(f"unknown L-BFGS backend {spec.lbfgs_backend!r}; choose {' or '.join(LBFGS_BACKENDS)}")
     raise ValueError(f"unknown optimizer {spec.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
 
@@ -278,10 +308,11 @@ def compile_solver(loss: LossSpec | LossFn, spec: SolverSpec, input_axes: Any = 
 
 
 @functools.lru_cache(maxsize=32)
-def _compile(loss: LossSpec | LossFn, key: tuple[str, str, int], input_axes: Any) -> CompiledSolver:
+def _compile(loss: LossSpec | LossFn, key: tuple[str, str, int, str], input_axes: Any) -> CompiledSolver:
     """``compile_solver``'s cached body: keyed by the loss (by value for a ``LossSpec``) and the solver's key."""
     loss_fn = loss_function(loss) if isinstance(loss, LossSpec) else loss
-    solver = make_solver(loss_fn, SolverSpec(*key))
+    optimizer, backend, history_size, line_search = key
+    solver = make_solver(loss_fn, SolverSpec(optimizer, backend, history_size, line_search=line_search))
     batched = input_axes is not None
     terms = loss_fn
     if batched:
@@ -371,7 +402,7 @@ def minimize(
     seconds_per_step: float | None = None
     start = time.perf_counter()
     try:
-        state = compiled.init(x, inputs, jnp.float32(spec.learning_rate))
+        state = compiled.init(x, inputs, jnp.float32(spec.rate))
         while done < iterations:
             steps = next_chunk(done, iterations, capacity, seconds_per_step, progress_seconds)
             began = time.perf_counter()

@@ -28,7 +28,7 @@ from nst_jax.image_io import ImageSource
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, LossWeights, StyleTargets, compute_targets, loss_function
 from nst_jax.optimize import LossFn, Optimization, Progress, SolverSpec, Status, compile_solver
 from nst_jax.result import StyleResult
-from nst_jax.vgg import LAYER_NAMES, min_input_size
+from nst_jax.vgg import LAYER_NAMES, min_input_size, validate_layers
 from nst_jax.weights import VGGWeights, load_weights
 
 VGGArgument = VGGWeights | str | os.PathLike | None
@@ -198,13 +198,14 @@ def loss_fn_for(config: StyleConfig) -> LossFn:
 
 def solver_spec_for(config: StyleConfig) -> SolverSpec:
     """The optimizer choices of ``config``."""
-    return SolverSpec(config.optimizer, config.lbfgs_backend, config.history_size, config.learning_rate)
+    return SolverSpec(config.optimizer, config.lbfgs_backend, config.history_size, config.learning_rate,
+                      config.line_search, config.step_size)
 
 
 def loss_weights_for(config: StyleConfig) -> LossWeights:
     """alpha, beta and the TV weight of ``config`` as float32 scalars (traced: new weights never recompile)."""
     return LossWeights(
-        content=jnp.float32(config.content_weight),
+        content=jnp.float32(config.resolved_content_weight),
         style=jnp.float32(config.resolved_style_weight),
         tv=jnp.float32(config.tv_weight),
     )
@@ -231,6 +232,17 @@ def resolve_vgg(vgg: VGGArgument, weights: VGGArgument = None, *, caller: str = 
                       stacklevel=3)
         vgg = weights
     return vgg if isinstance(vgg, VGGWeights) else load_weights(vgg)
+
+
+def configure_for(config: StyleConfig, vgg: VGGWeights) -> StyleConfig:
+    """``config`` for the network ``vgg``: unset loss weights take the defaults of its convention; a layer it does
+    not have (``conv5_4`` in a VGG16) is a ``ConfigError`` naming the valid ones."""
+    for name in ("content_layers", "style_layers"):
+        try:
+            validate_layers(getattr(config, name), vgg.architecture)
+        except ValueError as error:
+            raise ConfigError(f"{{{name}}}: {error}") from None
+    return config.for_convention(vgg.info.convention)
 
 
 # ----------------------------------------------------------------------------------------------- results

@@ -30,6 +30,7 @@ from nst_jax.optimize import Progress, Status
 from nst_jax.problem import (
     Part,
     VGGArgument,
+    configure_for,
     initial_image,
     prepare_images,
     resolve_vgg,
@@ -127,7 +128,7 @@ def layer_factors(kind: str, union: StyleConfig, layer_sets: Sequence[tuple[str,
         factors = [[float(layer in layers) / len(layers) for layer in union.style_layers] for layers in layer_sets]
         per_layer = {"style_layers": np.asarray(factors, np.float32)}
     return LossWeights(
-        content=np.full(count, union.content_weight, np.float32),
+        content=np.full(count, union.resolved_content_weight, np.float32),
         style=np.full(count, union.resolved_style_weight, np.float32),
         tv=np.full(count, union.tv_weight, np.float32),
         **per_layer,
@@ -219,8 +220,10 @@ def reconstruct_content(
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:
         raise ValueError("reconstruct_content needs at least one layer")
-    configs = [((layer,), content_config(config, layer)) for layer in layers]
+    configs = [((layer,), content_config(config, layer)) for layer in layers]  # layer names checked before loading
     vgg = resolve_vgg(vgg, weights, caller="reconstruct_content")
+    config = configure_for(config.replace(content_layers=layers), vgg)
+    configs = [((layer,), content_config(config, layer)) for layer in layers]
     return _reconstruct("content", image, configs, config, vgg, batched, callback, on_done)
 
 
@@ -243,6 +246,9 @@ def reconstruct_style(
     if not layer_sets or any(isinstance(layers, str) for layers in layer_sets):
         raise ValueError(f"reconstruct_style needs a list of layer sets, e.g. [('relu1_1',), ('relu1_1', 'relu2_1')]; "
                          f"got {layer_sets!r}")
-    configs = [(tuple(layers), style_config(config, layers)) for layers in layer_sets]
+    configs = [(tuple(layers), style_config(config, layers)) for layers in layer_sets]  # checked before loading
     vgg = resolve_vgg(vgg, weights, caller="reconstruct_style")
+    every = tuple(dict.fromkeys(layer for layers in layer_sets for layer in layers))
+    config = configure_for(config.replace(style_layers=every, style_layer_weights=None), vgg)
+    configs = [(tuple(layers), style_config(config, layers)) for layers in layer_sets]
     return _reconstruct("style", image, configs, config, vgg, batched, callback, on_done)

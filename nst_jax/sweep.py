@@ -26,6 +26,7 @@ from nst_jax.problem import (
     VGGArgument,
     check_shapes,
     color_inputs,
+    configure_for,
     content_shape,
     initial_image,
     loss_weights_for,
@@ -55,7 +56,7 @@ def _weight_grid(
     """One config per weighting; lists of length 1 (or None: the config's value) broadcast."""
     columns = {
         "style_weight": list(style_weights) if style_weights is not None else [config.resolved_style_weight],
-        "content_weight": list(content_weights) if content_weights is not None else [config.content_weight],
+        "content_weight": list(content_weights) if content_weights is not None else [config.resolved_content_weight],
         "tv_weight": list(tv_weights) if tv_weights is not None else [config.tv_weight],
     }
     size = max(len(values) for values in columns.values())
@@ -86,6 +87,7 @@ def stylize_sweep(
     """
     _one_scale(config, "stylize_sweep")
     vgg = resolve_vgg(vgg, weights, caller="stylize_sweep")
+    config = configure_for(config, vgg)
     configs = _weight_grid(config, style_weights, content_weights, tv_weights)
     content_image, styles = prepare_images(content, style, config)
     seen_content, seen_styles = color_inputs(content_image, styles, config.preserve_color)
@@ -97,7 +99,7 @@ def stylize_sweep(
 
     def part(members: Sequence[StyleConfig]) -> Part:
         loss_weights = LossWeights(
-            content=np.asarray([c.content_weight for c in members], np.float32),
+            content=np.asarray([c.resolved_content_weight for c in members], np.float32),
             style=np.asarray([c.resolved_style_weight for c in members], np.float32),
             tv=np.asarray([c.tv_weight for c in members], np.float32),
         )
@@ -140,6 +142,7 @@ def stylize_batch(
     """
     _one_scale(config, "stylize_batch")
     vgg = resolve_vgg(vgg, weights, caller="stylize_batch")
+    config = configure_for(config, vgg)
     items: list[BatchItem | None] = [None] * len(contents)
 
     def done(index: int, item: BatchItem) -> None:

@@ -16,6 +16,7 @@ from nst_jax.problem import (
     VGGArgument,
     as_list,
     color_inputs,
+    configure_for,
     initial_image,
     loss_spec_for,
     loss_weights_for,
@@ -51,6 +52,7 @@ def stylize(
     losses are the result's), and the returned image is its luminance with the content's chrominance, clipped.
     """
     vgg = resolve_vgg(vgg, weights, caller="stylize")
+    config = configure_for(config, vgg)
     content_image = image_io.load_image(content)
     style_images = [image_io.load_image(image) for image in as_list(style)]
     stages = [prepare_images(content_image, style_images, config, size=size)

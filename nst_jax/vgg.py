@@ -1,46 +1,60 @@
-"""VGG19 feature extractor (torchvision's ``vgg19().features``) as a Flax module, with its preprocessing.
+"""VGG19 and VGG16 feature extractors (torchvision's ``vgg19().features`` / ``vgg16().features``) as a Flax module,
+with the input preprocessing their weights expect.
 
 Where this departs from the paper's network: Gatys et al. used a *normalized* VGG19, each filter rescaled so that
-its mean activation over images and positions is one; these are torchvision's weights as trained, unscaled (the
-normalized network is what the style weight's default is tuned around, see ``nst_jax.losses``). Pooling is the
-paper's average pooling by default, taken as a plain mean over each 2x2 window, with weights that were trained
-with max pooling and are not rescaled for it (the paper's normalization would absorb the change in scale).
+its mean activation over images and positions is one; ``python -m convert_weights --normalize-on IMAGES`` makes one
+from any weights (``convert_weights.normalize``), otherwise the weights are used as trained. Pooling is the paper's
+average pooling by default, taken as a plain mean over each 2x2 window, with weights that were trained with max
+pooling and are not rescaled for it (the paper's normalization would absorb the change in scale).
+
+The preprocessing is part of the parameters (the group ``input``: a channel mix, a scale, a mean and a std), so
+torchvision's convention (RGB in [0, 1], ImageNet mean/std) and Caffe's (BGR, x256, minus the BGR mean, as
+jcjohnson/neural-style and neural-style-pt feed the original VGG) run through one compiled program; the optimized
+image is RGB in [0, 1] either way.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-# Output channels of each conv, block by block (torchvision's configuration "E").
-BLOCK_CHANNELS: tuple[tuple[int, ...], ...] = (
-    (64, 64),
-    (128, 128),
-    (256, 256, 256, 256),
-    (512, 512, 512, 512),
-    (512, 512, 512, 512),
-)
+# Output channels of each conv, block by block: torchvision's configurations "E" (VGG19) and "D" (VGG16).
+ARCHITECTURES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "vgg19": ((64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512)),
+    "vgg16": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+}
+DEFAULT_ARCHITECTURE = "vgg19"
+BLOCK_CHANNELS = ARCHITECTURES[DEFAULT_ARCHITECTURE]
 
 # torchvision normalizes RGB in [0, 1] with the ImageNet statistics.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# Caffe's VGG takes BGR pixel values minus this BGR mean, no std. jcjohnson/neural-style and neural-style-pt scale
+# [0, 1] by 256, not 255 (their ``preprocess``: ``mul(256.0)``); we follow them, so their settings carry over exactly.
+CAFFE_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
+CAFFE_SCALE = 256.0
+PREPROCESSINGS: tuple[str, ...] = ("torchvision", "caffe")
+DEFAULT_PREPROCESSING = PREPROCESSINGS[0]
 
 POOLINGS: tuple[str, ...] = ("avg", "max")
 DEFAULT_POOLING = POOLINGS[0]
 
 
-def _layer_table() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
+@functools.cache
+def _layer_table(architecture: str) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
     """All layer names in network order, the conv names, and each conv's index in torchvision's ``features``."""
     names: list[str] = []
     convs: list[str] = []
     torch_index: dict[str, int] = {}
     index = 0
-    for block, channels in enumerate(BLOCK_CHANNELS, start=1):
+    for block, channels in enumerate(_blocks(architecture), start=1):
         for position in range(1, len(channels) + 1):
             conv = f"conv{block}_{position}"
             names += [conv, f"relu{block}_{position}"]
@@ -52,22 +66,45 @@ def _layer_table() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:
     return tuple(names), tuple(convs), torch_index
 
 
-LAYER_NAMES, CONV_LAYERS, TORCHVISION_CONV_INDEX = _layer_table()
+def _blocks(architecture: str) -> tuple[tuple[int, ...], ...]:
+    """The channel table of ``architecture``; ``ValueError`` naming the known ones."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture]
 
 
-def torchvision_index(layer: str) -> int:
-    """The index in torchvision's ``vgg19().features`` whose output is ``layer``."""
-    kind, block, position = _parse_layer(layer)
+def layer_names(architecture: str = DEFAULT_ARCHITECTURE) -> tuple[str, ...]:
+    """Every layer of ``architecture`` in network order (conv, relu and pool)."""
+    return _layer_table(architecture)[0]
+
+
+def conv_layers(architecture: str = DEFAULT_ARCHITECTURE) -> tuple[str, ...]:
+    """The convs of ``architecture`` in network order."""
+    return _layer_table(architecture)[1]
+
+
+LAYER_NAMES, CONV_LAYERS, TORCHVISION_CONV_INDEX = _layer_table(DEFAULT_ARCHITECTURE)
+"""VGG19's layers (every VGG16 layer name is among them)."""
+
+
+def architecture_of(params: Mapping[str, Any]) -> str:
+    """The architecture a parameter tree belongs to: VGG16 where block 5 ends at ``conv5_3``, else VGG19."""
+    return "vgg16" if "conv5_3" in params and "conv5_4" not in params and "conv3_4" not in params else "vgg19"
+
+
+def torchvision_index(layer: str, architecture: str = DEFAULT_ARCHITECTURE) -> int:
+    """The index in torchvision's ``vgg19().features`` (or ``vgg16()``) whose output is ``layer``."""
+    kind, block, position = _parse_layer(layer, architecture)
+    _, _, conv_index = _layer_table(architecture)
     if kind == "pool":
-        return TORCHVISION_CONV_INDEX[f"conv{block}_{len(BLOCK_CHANNELS[block - 1])}"] + 2
-    conv_index = TORCHVISION_CONV_INDEX[f"conv{block}_{position}"]
-    return conv_index if kind == "conv" else conv_index + 1
+        return conv_index[f"conv{block}_{len(_blocks(architecture)[block - 1])}"] + 2
+    index = conv_index[f"conv{block}_{position}"]
+    return index if kind == "conv" else index + 1
 
 
-def _parse_layer(layer: str) -> tuple[str, int, int]:
+def _parse_layer(layer: str, architecture: str = DEFAULT_ARCHITECTURE) -> tuple[str, int, int]:
     """Split a layer name into (kind, block, position); pools have position 0."""
-    if layer not in LAYER_NAMES:
-        raise ValueError(f"unknown VGG19 layer {layer!r}; valid names: {', '.join(LAYER_NAMES)}")
+    validate_layers((layer,), architecture)
     if layer.startswith("pool"):
         return "pool", int(layer[4:]), 0
     kind = layer[:4]
@@ -75,33 +112,34 @@ def _parse_layer(layer: str) -> tuple[str, int, int]:
     return kind, int(block), int(position)
 
 
-def validate_layers(layers: Sequence[str]) -> tuple[str, ...]:
-    """Return ``layers`` as a tuple, raising ``ValueError`` on an empty list or an unknown name."""
+def validate_layers(layers: Sequence[str], architecture: str = DEFAULT_ARCHITECTURE) -> tuple[str, ...]:
+    """Return ``layers`` as a tuple, raising ``ValueError`` on an empty list or a name ``architecture`` lacks."""
     if isinstance(layers, str):
         layers = (layers,)
     layers = tuple(layers)
     if not layers:
-        raise ValueError("at least one VGG19 layer is needed")
-    unknown = [layer for layer in layers if layer not in LAYER_NAMES]
+        raise ValueError(f"at least one {architecture.upper()} layer is needed")
+    names = layer_names(architecture)
+    unknown = [layer for layer in layers if layer not in names]
     if unknown:
         raise ValueError(
-            f"unknown VGG19 layer(s) {', '.join(map(repr, unknown))}; valid names: {', '.join(LAYER_NAMES)}"
+            f"unknown {architecture.upper()} layer(s) {', '.join(map(repr, unknown))}; valid names: {', '.join(names)}"
         )
     return layers
 
 
 def min_input_size(layers: Sequence[str]) -> int:
-    """The smallest image side (pixels) for which every layer in ``layers`` has a non-empty output."""
-    deepest = max(LAYER_NAMES.index(layer) for layer in validate_layers(layers))
-    pools = sum(1 for name in LAYER_NAMES[: deepest + 1] if name.startswith("pool"))
-    return 2**pools
+    """The smallest image side (pixels) for which every layer in ``layers`` has a non-empty output (the same in
+    VGG16 and VGG19: one pool per block before it)."""
+    pools = [int(layer[4]) - 1 + layer.startswith("pool") for layer in validate_layers(layers)]
+    return 2 ** max(pools)
 
 
-def conv_param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+def conv_param_shapes(architecture: str = DEFAULT_ARCHITECTURE) -> dict[str, dict[str, tuple[int, ...]]]:
     """Shapes of every conv's ``kernel`` (HWIO) and ``bias``, keyed by conv name."""
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     in_channels = 3
-    for block, channels in enumerate(BLOCK_CHANNELS, start=1):
+    for block, channels in enumerate(_blocks(architecture), start=1):
         for position, out_channels in enumerate(channels, start=1):
             shapes[f"conv{block}_{position}"] = {
                 "kernel": (3, 3, in_channels, out_channels),
@@ -109,6 +147,42 @@ def conv_param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
             }
             in_channels = out_channels
     return shapes
+
+
+def preprocessing_params(convention: str = DEFAULT_PREPROCESSING) -> dict[str, np.ndarray]:
+    """The ``input`` parameter group of a convention: the network sees ((mix @ rgb) * scale - mean) / std."""
+    if convention == "torchvision":
+        mix, scale, mean, std = np.eye(3), 1.0, IMAGENET_MEAN, IMAGENET_STD
+    elif convention == "caffe":
+        mix, scale, mean, std = np.eye(3)[::-1], CAFFE_SCALE, CAFFE_BGR_MEAN, (1.0, 1.0, 1.0)
+    else:
+        raise ValueError(f"unknown preprocessing {convention!r}; choose {', '.join(PREPROCESSINGS)}")
+    return {"mix": np.asarray(mix, np.float32), "scale": np.asarray(scale, np.float32),
+            "mean": np.asarray(mean, np.float32), "std": np.asarray(std, np.float32)}
+
+
+def preprocessing_of(params: Mapping[str, Any]) -> str | None:
+    """The convention whose ``input`` group ``params`` holds (torchvision's where it holds none); None for another."""
+    group = params.get("input")
+    if group is None:
+        return DEFAULT_PREPROCESSING
+    for convention in PREPROCESSINGS:
+        expected = preprocessing_params(convention)
+        if all(np.array_equal(np.asarray(group[key]), value) for key, value in expected.items()):
+            return convention
+    return None
+
+
+def preprocess(images: jax.Array, group: Mapping[str, jax.Array]) -> jax.Array:
+    """RGB in [0, 1] as the network's input: ((mix @ rgb) * scale - mean) / std, per pixel.
+
+    The mix is written out as three products and sums, not a matmul: a 0/1 matrix then reorders channels exactly
+    (a matmul on a GPU may round its inputs to TF32), and torchvision's identity costs nothing in accuracy.
+    """
+    mix = group["mix"].astype(images.dtype)
+    mixed = sum(images[..., k, None] * mix[:, k] for k in range(3))
+    return (mixed * group["scale"].astype(images.dtype) - group["mean"].astype(images.dtype)) / group["std"].astype(
+        images.dtype)
 
 
 def normalize(images: jax.Array) -> jax.Array:
@@ -164,15 +238,27 @@ class Conv3x3(nn.Module):
         return conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
 
 
-class VGG19Features(nn.Module):
-    """VGG19's convolutional part; returns the activations of ``layers``, computing nothing past the deepest."""
+class Preprocess(nn.Module):
+    """The weights' input convention as parameters (``preprocessing_params``; torchvision's when initialized)."""
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        defaults = preprocessing_params(DEFAULT_PREPROCESSING)
+        group = {key: self.param(key, lambda _, value=value: jnp.asarray(value)) for key, value in defaults.items()}
+        return preprocess(images, group)
+
+
+class VGGFeatures(nn.Module):
+    """VGG19's or VGG16's convolutional part after the input preprocessing; returns the activations of ``layers``,
+    computing nothing past the deepest."""
 
     layers: tuple[str, ...]
     pooling: str = DEFAULT_POOLING
+    architecture: str = DEFAULT_ARCHITECTURE
 
     @nn.compact
     def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-        layers = validate_layers(self.layers)
+        layers = validate_layers(self.layers, self.architecture)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if images.ndim != 4 or images.shape[-1] != 3:
@@ -183,13 +269,14 @@ class VGG19Features(nn.Module):
                 f"image of {images.shape[1]}x{images.shape[2]} pixels is too small for layer(s) "
                 f"{', '.join(layers)}: each side must be at least {smallest} pixels"
             )
+        names = layer_names(self.architecture)
         wanted = set(layers)
-        deepest = max(LAYER_NAMES.index(layer) for layer in layers)
+        deepest = max(names.index(layer) for layer in layers)
         pool = nn.avg_pool if self.pooling == "avg" else nn.max_pool
-        shapes = conv_param_shapes()
+        shapes = conv_param_shapes(self.architecture)
         outputs: dict[str, jax.Array] = {}
-        x = normalize(images)
-        for name in LAYER_NAMES[: deepest + 1]:
+        x = Preprocess(name="input")(images)
+        for name in names[: deepest + 1]:
             if name.startswith("conv"):
                 x = Conv3x3(shapes[name]["bias"][0], name=name)(x)
             elif name.startswith("relu"):
@@ -201,20 +288,28 @@ class VGG19Features(nn.Module):
         return outputs
 
 
+VGG19Features = VGGFeatures
+"""The name this module had when it was VGG19 only (its default architecture)."""
+
+
 def extract_features(
     params: Mapping[str, Mapping[str, Any]],
     images: jax.typing.ArrayLike,
     layers: Sequence[str],
     pooling: str = DEFAULT_POOLING,
 ) -> dict[str, jax.Array]:
-    """VGG19 activations (NHWC) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3).
+    """VGG activations (NHWC) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3).
 
-    ``params``: ``{conv: {"kernel", "bias"}}``, e.g. a ``VGGWeights`` (a mapping of its parameters).
+    ``params``: ``{conv: {"kernel", "bias"}}`` and optionally ``{"input": ...}`` (torchvision's preprocessing
+    where absent), e.g. a ``VGGWeights``; VGG16 or VGG19 by its convs (``architecture_of``).
     """
     images = jnp.asarray(images, dtype=jnp.float32)
     single = images.ndim == 3
     batch = images[None] if single else images
-    deepest = max(LAYER_NAMES.index(layer) for layer in validate_layers(layers))
-    needed = {name: params[name] for name in CONV_LAYERS if LAYER_NAMES.index(name) <= deepest}
-    outputs = VGG19Features(tuple(layers), pooling).apply({"params": needed}, batch)
+    architecture = architecture_of(params)
+    names = layer_names(architecture)
+    deepest = max(names.index(layer) for layer in validate_layers(layers, architecture))
+    needed = {name: params[name] for name in conv_layers(architecture) if names.index(name) <= deepest}
+    needed["input"] = params["input"] if "input" in params else preprocessing_params(DEFAULT_PREPROCESSING)
+    outputs = VGGFeatures(tuple(layers), pooling, architecture).apply({"params": needed}, batch)
     return {name: out[0] for name, out in outputs.items()} if single else outputs

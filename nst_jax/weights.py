@@ -1,4 +1,11 @@
-"""VGG19 weights in HDF5: locate, read, validate against the module's shapes, and write atomically."""
+"""VGG weights in HDF5: locate, read, validate against the module's shapes, and write atomically.
+
+Format version 2 (version 1 files still load, as torchvision VGG19s): one group per conv (``kernel`` HWIO, ``bias``),
+and root attributes ``architecture`` (vgg19, vgg16), ``preprocessing`` (torchvision: RGB in [0, 1] with ImageNet
+mean/std; caffe: BGR x256 minus the BGR mean), ``normalized_on`` (what a mean-normalized network was normalized on,
+empty for weights as trained) and the provenance (source, pretrained, checksums, versions). The loader adds the
+preprocessing as the parameter group ``input`` (``nst_jax.vgg.preprocessing_params``).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,18 @@ import jax
 import numpy as np
 
 from nst_jax.files import atomic_path, file_kind
-from nst_jax.vgg import CONV_LAYERS, IMAGENET_MEAN, IMAGENET_STD, conv_param_shapes
+from nst_jax.vgg import (
+    ARCHITECTURES,
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_PREPROCESSING,
+    PREPROCESSINGS,
+    architecture_of,
+    conv_layers,
+    conv_param_shapes,
+    preprocessing_params,
+)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS_ENV = "NST_JAX_WEIGHTS"
 FETCH_COMMAND = "python -m convert_weights"
 
@@ -41,13 +57,29 @@ class WeightsInfo:
     format_version: int
     torch_version: str = ""
     torchvision_version: str = ""
+    architecture: str = DEFAULT_ARCHITECTURE
+    preprocessing: str = DEFAULT_PREPROCESSING
+    normalized_on: str = ""
+
+    @property
+    def convention(self) -> str:
+        """What the activations' scale follows, for the loss-weight defaults: ``mean-normalized`` for a network
+        normalized as the paper's (``normalized_on`` set), else the preprocessing (``torchvision``, ``caffe``)."""
+        return "mean-normalized" if self.normalized_on else self.preprocessing
+
+    @property
+    def description(self) -> str:
+        """One line: ``VGG19, caffe preprocessing, pretrained`` ..."""
+        kind = "pretrained" if self.pretrained else "RANDOM"
+        normalized = f", mean-normalized on {self.normalized_on}" if self.normalized_on else ""
+        return f"{self.architecture.upper()}, {self.preprocessing} preprocessing{normalized}, {kind}"
 
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class VGGWeights(Mapping):
-    """The VGG19 parameter tree ``{conv: {"kernel": HWIO, "bias": O}}`` and its provenance; a read-only mapping of
-    the tree itself, so it goes wherever parameters do (``extract_features(weights, ...)``)."""
+    """The VGG parameter tree ``{conv: {"kernel": HWIO, "bias": O}, "input": preprocessing}`` and its provenance; a
+    read-only mapping of the tree itself, so it goes wherever parameters do (``extract_features(weights, ...)``)."""
 
     params: Mapping[str, Mapping[str, jax.Array]]
     info: WeightsInfo
@@ -63,8 +95,13 @@ class VGGWeights(Mapping):
 
     @property
     def pretrained(self) -> bool:
-        """Whether these are trained ImageNet weights (False for a random-init VGG19)."""
+        """Whether these are trained ImageNet weights (False for a random-init VGG)."""
         return self.info.pretrained
+
+    @property
+    def architecture(self) -> str:
+        """``vgg19`` or ``vgg16``."""
+        return self.info.architecture
 
     @property
     def checksum(self) -> str:
@@ -97,29 +134,33 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_params(params: Mapping[str, Mapping[str, Any]], where: str) -> None:
-    """Raise ``WeightsError`` listing every missing, extra, mis-shaped or non-finite conv parameter."""
+def check_params(params: Mapping[str, Mapping[str, Any]], where: str, architecture: str | None = None) -> None:
+    """Raise ``WeightsError`` listing every missing, extra, mis-shaped or non-finite conv parameter of
+    ``architecture`` (by default the one the convs say: ``architecture_of``); an ``input`` group is allowed."""
+    architecture = architecture or architecture_of(params)
+    convs = conv_layers(architecture)
+    name = architecture.upper()
     problems: list[str] = []
-    expected = conv_param_shapes()
-    missing = [name for name in CONV_LAYERS if name not in params]
+    expected = conv_param_shapes(architecture)
+    missing = [conv for conv in convs if conv not in params]
     if missing:
         problems.append(f"missing layer(s) {', '.join(missing)}")
-    extra = sorted(set(params) - set(CONV_LAYERS))
+    extra = sorted(set(params) - set(convs) - {"input"})
     if extra:
         problems.append(f"unexpected layer(s) {', '.join(extra)}")
-    for name in CONV_LAYERS:
-        if name not in params:
+    for conv in convs:
+        if conv not in params:
             continue
-        for key, shape in expected[name].items():
-            value = params[name].get(key)
+        for key, shape in expected[conv].items():
+            value = params[conv].get(key)
             if value is None:
-                problems.append(f"{name}/{key} missing")
+                problems.append(f"{conv}/{key} missing")
             elif tuple(value.shape) != shape:
-                problems.append(f"{name}/{key} has shape {tuple(value.shape)}, expected {shape}")
+                problems.append(f"{conv}/{key} has shape {tuple(value.shape)}, expected {shape}")
             elif not np.all(np.isfinite(np.asarray(value))):
-                problems.append(f"{name}/{key} contains NaN or infinite values")
+                problems.append(f"{conv}/{key} contains NaN or infinite values")
     if problems:
-        raise WeightsError(f"{where} is not a usable VGG19: {'; '.join(problems)}")
+        raise WeightsError(f"{where} is not a usable {name}: {'; '.join(problems)}")
 
 
 def _fix_hint(path: Path) -> str:
@@ -192,7 +233,7 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
             not_float = [f"{name}/{key} has dtype {group[key].dtype}" for name, group in groups.items()
                          for key in group.keys() if np.dtype(group[key].dtype).kind != "f"]
             if not_float:  # integer weights cast to float32 would run, silently meaningless
-                raise WeightsError(f"{path} is not a usable VGG19: {'; '.join(not_float)}, expected float32; "
+                raise WeightsError(f"{path} is not a usable VGG: {'; '.join(not_float)}, expected float32; "
                                    f"{_fix_hint(path)}")
             params = {
                 name: {key: np.asarray(group[key][()], dtype=np.float32) for key in group.keys()}
@@ -202,10 +243,13 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
         raise
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise WeightsError(f"cannot read weights file {path} ({error}); {_fix_hint(path)}") from None
+    architecture = _choice(attrs, "architecture", DEFAULT_ARCHITECTURE, tuple(ARCHITECTURES), path)
+    preprocessing = _choice(attrs, "preprocessing", DEFAULT_PREPROCESSING, PREPROCESSINGS, path)
     try:
-        check_params(params, str(path))
+        check_params(params, str(path), architecture)
     except WeightsError as error:
         raise WeightsError(f"{error}; {_fix_hint(path)}") from None
+    params["input"] = preprocessing_params(preprocessing)
     info = WeightsInfo(
         path=str(path),
         source=_text(attrs.get("source", "")),
@@ -215,6 +259,9 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
         format_version=version,
         torch_version=_text(attrs.get("torch_version", "")),
         torchvision_version=_text(attrs.get("torchvision_version", "")),
+        architecture=architecture,
+        preprocessing=preprocessing,
+        normalized_on=_text(attrs.get("normalized_on", "")),
     )
     if not info.pretrained:
         warnings.warn(random_weights_message(info), RandomWeightsWarning, stacklevel=2)
@@ -222,10 +269,18 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
     return VGGWeights(device_params, info)
 
 
+def _choice(attrs: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...], path: Path) -> str:
+    """A text attribute that must be one of ``choices`` (``default`` where absent, as in version-1 files)."""
+    value = _text(attrs.get(key, default))
+    if value not in choices:
+        raise WeightsError(f"{path} has {key} {value!r}; this nst_jax knows {', '.join(choices)}: upgrade nst_jax")
+    return value
+
+
 def random_weights_message(info: WeightsInfo) -> str:
-    """The loud notice that a weights file holds a random-init VGG19."""
+    """The loud notice that a weights file holds a random-init VGG."""
     return (
-        f"RANDOM WEIGHTS: {info.path} holds a random-init VGG19 (source: {info.source}). "
+        f"RANDOM WEIGHTS: {info.path} holds a random-init {info.architecture.upper()} (source: {info.source}). "
         f"Results are NOT real style transfer; for real results run: {FETCH_COMMAND}"
     )
 
@@ -244,30 +299,43 @@ def write_weights(
     source_sha256: str = "",
     torch_version: str = "",
     torchvision_version: str = "",
+    preprocessing: str = DEFAULT_PREPROCESSING,
+    normalized_on: str = "",
 ) -> str:
-    """Validate ``params`` and write them atomically as an nst_jax HDF5 file; returns the file's SHA-256."""
+    """Validate ``params`` (VGG19 or VGG16, by their convs) and write them atomically as an nst_jax HDF5 file with
+    the input convention ``preprocessing``; returns the file's SHA-256."""
     import h5py
 
+    if preprocessing not in PREPROCESSINGS:
+        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose {', '.join(PREPROCESSINGS)}")
     path = Path(path).expanduser()
     arrays = {
         name: {key: np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for key, value in layer.items()}
-        for name, layer in params.items()
+        for name, layer in params.items() if name != "input"
     }
-    check_params(arrays, "the converted state dict")
+    architecture = architecture_of(arrays)
+    check_params(arrays, "the converted state dict", architecture)
+    numbers = preprocessing_params(preprocessing)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
         out.attrs.update(
             format_version=FORMAT_VERSION,
+            architecture=architecture,
+            preprocessing=preprocessing,
+            normalized_on=str(normalized_on),
             source=str(source),
             pretrained=bool(pretrained),
             source_sha256=str(source_sha256),
             torch_version=str(torch_version),
             torchvision_version=str(torchvision_version),
-            mean=np.asarray(IMAGENET_MEAN, dtype=np.float32),
-            std=np.asarray(IMAGENET_STD, dtype=np.float32),
-            layout="kernel HWIO float32, bias O float32; RGB input in [0, 1] normalized with mean/std",
+            channel_order="BGR" if preprocessing == "caffe" else "RGB",
+            scale=numbers["scale"],
+            mean=numbers["mean"],
+            std=numbers["std"],
+            layout="kernel HWIO float32, bias O float32; the network sees RGB in [0, 1] reordered to channel_order, "
+            "times scale, minus mean, divided by std",
         )
-        for name in CONV_LAYERS:
+        for name in conv_layers(architecture):
             group = out.create_group(name)
             group.create_dataset("kernel", data=arrays[name]["kernel"])
             group.create_dataset("bias", data=arrays[name]["bias"])

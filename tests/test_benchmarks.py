@@ -208,3 +208,24 @@ def test_multiscale_benchmark_prints_and_writes_its_measurements(tmp_path, weigh
         assert f"{run['seconds']:7.1f} s" in printed and name in printed
     first, second = measured["32,48 px, 2+2 its"], measured["48 px, 4 its"]
     assert f"{first['seconds'] / second['seconds']:.2f}" in printed
+
+
+def test_time_to_target_measures_every_lbfgs(tmp_path):
+    path = tmp_path / "target.json"
+    argv = ["--size", str(SIZE), "--target-iterations", "3", "--lbfgs-backend", "nst_jax", "--line-search", "none",
+            "--init", "noise", "--json", str(path)]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert compare.main(argv) == 0
+    rows = json.loads(path.read_text())["target_rows"]
+    assert [row["method"] for row in rows] == [
+        "torch.optim.LBFGS[strong_wolfe]", "nst_jax.lbfgs[none]", "torch.optim.LBFGS[none]"]
+    reference = rows[0]
+    assert reference["iterations"] == 3 and reference["target"] == reference["final_loss"]
+    for row in rows:
+        assert row["target"] == reference["target"] and row["cap"] in (3, 9)
+        if row["iterations"] is not None:  # reached: a timed run of exactly that many iterations
+            assert 1 <= row["iterations"] <= row["cap"] and row["seconds"] > 0 and row["evaluations"] >= 1
+        else:
+            assert row["final_loss"] > row["target"]
+        assert f"{row['target']:.4g}" in stdout.getvalue()

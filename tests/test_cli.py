@@ -71,7 +71,7 @@ def test_help_shows_defaults(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "(default: 512)" in out and "(default: 500)" in out
     assert "(default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1)" in out
-    assert "the loss form's: 1e6 normalized, 1e3 paper" in out
+    assert "by the weights: torchvision 1e+06 normalized, 1000 paper; caffe 500 normalized" in out
 
 
 def test_lists_and_choices_are_parsed(tmp_path: Path):

@@ -75,3 +75,16 @@ def test_validation_leaks_no_numpy_warning():
         for value in (1e39, 1e308, np.float64(1e300)):
             with pytest.raises(ConfigError):
                 StyleConfig(style_weight=value)
+
+
+def test_line_searches_other_than_zoom_need_nst_jaxs_lbfgs():
+    assert StyleConfig(lbfgs_backend="nst_jax", line_search="none").line_search == "none"
+    assert StyleConfig().line_search == "zoom" and StyleConfig(lbfgs_backend="optax").line_search == "zoom"
+    assert StyleConfig(optimizer="adam", line_search="none").line_search == "none"  # unused by Adam: allowed
+    for backend in ("optax", "jaxopt"):
+        with pytest.raises(ConfigError, match="line_search backtracking needs lbfgs_backend nst_jax"):
+            StyleConfig(lbfgs_backend=backend, line_search="backtracking")
+    with pytest.raises(ConfigError, match="line_search must be one of zoom, backtracking, none"):
+        StyleConfig(line_search="wolfe")
+    with pytest.raises(ConfigError, match="step_size must be a positive number"):
+        StyleConfig(step_size=0.0)

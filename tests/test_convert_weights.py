@@ -15,11 +15,14 @@ from convert_weights import ConversionError, convert_state_dict, random_state_di
 from convert_weights.cli import main
 from convert_weights.torch_vgg import features_state_dict
 from nst_jax import load_weights
-from nst_jax.vgg import torchvision_index
+from nst_jax.vgg import preprocessing_params, torchvision_index
 
 
 def test_round_trip_is_exact(vgg_weights, random_state_dict):
     for name, layer in vgg_weights.params.items():
+        if name == "input":  # the preprocessing, not a conv: torchvision's here
+            assert all(np.array_equal(layer[key], value) for key, value in preprocessing_params().items())
+            continue
         index = torchvision_index(name)
         weight = random_state_dict[f"features.{index}.weight"].numpy()
         np.testing.assert_array_equal(np.asarray(layer["kernel"]), weight.transpose(2, 3, 1, 0))

@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import LossInputs, LossTerms, LossWeights, StyleTargets
 from nst_jax.optimize import SolverSpec, compile_solver, minimize, next_chunk
 
 SPECS = {
+    **{f"lbfgs-nst_jax-{search}": SolverSpec("lbfgs", "nst_jax", line_search=search) for search in LINE_SEARCHES},
     "lbfgs-jaxopt": SolverSpec("lbfgs", "jaxopt"),
     "lbfgs-optax": SolverSpec("lbfgs", "optax"),
     "lbfgsb": SolverSpec("lbfgsb"),
@@ -31,7 +33,7 @@ INPUTS = LossInputs({}, StyleTargets({}, {}), LossWeights(jnp.float32(1.0), jnp.
 X0 = np.full((2, 2, 3), 0.5, np.float32)
 
 
-@pytest.mark.parametrize("name", ["lbfgs-jaxopt", "lbfgs-optax"])
+@pytest.mark.parametrize("name", ["lbfgs-jaxopt", "lbfgs-optax", *(f"lbfgs-nst_jax-{s}" for s in LINE_SEARCHES)])
 def test_lbfgs_solves_a_quadratic(name):
     run = minimize(quadratic, X0, INPUTS, spec=SPECS[name], iterations=30, chunk_size=7)
     np.testing.assert_allclose(run.image, CENTER, atol=1e-3)

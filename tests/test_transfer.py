@@ -34,10 +34,11 @@ def style() -> np.ndarray:
     [
         {"optimizer": "lbfgs", "lbfgs_backend": "jaxopt"},
         {"optimizer": "lbfgs", "lbfgs_backend": "optax"},
+        {"optimizer": "lbfgs", "lbfgs_backend": "nst_jax"},
         {"optimizer": "lbfgsb"},
         {"optimizer": "adam", "learning_rate": 0.05},
     ],
-    ids=["lbfgs-jaxopt", "lbfgs-optax", "lbfgsb", "adam"],
+    ids=["lbfgs-jaxopt", "lbfgs-optax", "lbfgs-nst_jax", "lbfgsb", "adam"],
 )
 def test_each_optimizer_lowers_the_loss(vgg_weights, content, style, changes):
     result = stylize(content, style, vgg=vgg_weights, config=SMALL.replace(**changes))
@@ -105,7 +106,10 @@ def test_save_embeds_config_and_checksum(tmp_path, vgg_weights, content, style):
     result = stylize(content, style, vgg=vgg_weights, config=SMALL.replace(iterations=2, chunk_size=2))
     path = result.save(tmp_path / "out.png")
     metadata = read_png_metadata(path)
-    assert json.loads(metadata["nst_jax:config"]) == SMALL.replace(iterations=2, chunk_size=2).to_dict()
+    # the config as run: loss weights left unset are recorded as the defaults for these (torchvision) weights
+    expected = SMALL.replace(iterations=2, chunk_size=2).for_convention("torchvision")
+    assert expected.content_weight == 1.0 and expected.style_weight == 1e6
+    assert json.loads(metadata["nst_jax:config"]) == expected.to_dict()
     assert metadata["nst_jax:weights_sha256"] == vgg_weights.checksum
     assert metadata["nst_jax:status"] == "completed"
     assert len(result.losses_dict()["total"]) == 2

@@ -254,7 +254,7 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
         return EXIT_OK
     device = select_device(args.device)
     with on_device(device):
-        vgg = load_weights_loudly(args.weights) if todo else None
+        vgg = load_weights_loudly(args.weights, config, args.quiet) if todo else None
     try:
         args.output.mkdir(exist_ok=True)
     except OSError as error:

@@ -34,7 +34,7 @@ from nst_jax import files, image_io, memory
 from nst_jax.argparsing import OneLineParser
 from nst_jax.config import INITS, ConfigError, StyleConfig, option_help, render_fields
 from nst_jax.optimize import Progress, Status
-from nst_jax.problem import check_shapes
+from nst_jax.problem import check_shapes, configure_for
 from nst_jax.result import StyleResult
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
 
@@ -501,7 +501,7 @@ def content_run(
     check_memory(args, config, shape, device, what=what)
     content, styles = load_inputs(args, config)
     with on_device(device):
-        yield ContentRun(content, styles, load_weights_loudly(args.weights))
+        yield ContentRun(content, styles, load_weights_loudly(args.weights, config, args.quiet))
 
 
 def select_device(device: str | None) -> jax.Device | None:
@@ -523,8 +523,10 @@ def select_device(device: str | None) -> jax.Device | None:
 # --------------------------------------------------------------------------- running
 
 
-def load_weights_loudly(path: Path | None) -> VGGWeights:
-    """``load_weights``, printing a one-line WARNING on stderr for random weights (``UsageError`` if missing)."""
+def load_weights_loudly(path: Path | None, config: StyleConfig | None = None, quiet: bool = False) -> VGGWeights:
+    """``load_weights``, printing a one-line WARNING on stderr for random weights (``UsageError`` if missing); with
+    ``config``, checks its layers exist in the network and (unless ``quiet``) says which network runs with which
+    loss weights."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RandomWeightsWarning)
         try:
@@ -536,7 +538,24 @@ def load_weights_loudly(path: Path | None) -> VGGWeights:
             print(f"{PROG}: WARNING: {warning.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if config is not None:
+        try:
+            configured = configure_for(config, weights)
+        except ConfigError as error:
+            raise UsageError(user_message(error)) from None
+        if not quiet:
+            print(f"{PROG}: {network_line(weights, config, configured)}", file=sys.stderr)
     return weights
+
+
+def network_line(weights: VGGWeights, config: StyleConfig, configured: StyleConfig) -> str:
+    """One line: the network, and the loss weights it runs with (which of them are its convention's defaults)."""
+    def weight(name: str, value: float | None, resolved: float) -> str:
+        return f"{name} {resolved:g}" + (f" (default for {weights.info.convention} weights)" if value is None else "")
+
+    return (f"network {weights.info.description}; "
+            f"{weight('content weight', config.content_weight, configured.resolved_content_weight)}, "
+            f"{weight('style weight', config.style_weight, configured.resolved_style_weight)}")
 
 
 def on_device(device: jax.Device | None) -> contextlib.AbstractContextManager:

@@ -58,8 +58,8 @@ from nst_jax.reconstruct import (
 
 KINDS: tuple[str, ...] = ("content", "style")
 # The StyleConfig fields a reconstruction takes (layers and weights are its own; help and defaults are the fields').
-FIELDS: tuple[str, ...] = ("image_size", "iterations", "optimizer", "lbfgs_backend", "learning_rate", "loss_form",
-                           "pooling", "seed", "style_scale", "chunk_size")
+FIELDS: tuple[str, ...] = ("image_size", "iterations", "optimizer", "lbfgs_backend", "history_size", "line_search",
+                           "step_size", "learning_rate", "loss_form", "pooling", "seed", "style_scale", "chunk_size")
 DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {"content": CONTENT_LAYERS, "style": STYLE_LAYER_SETS[-1]}
 EPILOG = """\
 examples:
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     batched = args.batched if args.batched is not None else batched_by_default(config)
     failed: list[str] = []
     with on_device(device):
-        vgg = load_weights_loudly(args.weights)
+        vgg = load_weights_loudly(args.weights, config, args.quiet)
         total = config.iterations * (1 if batched else len(sets))
         with progress_bar(total, "it", args.quiet) as bar:
             done = reconstruct(

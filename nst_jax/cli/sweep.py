@@ -75,7 +75,7 @@ def member_configs(config: StyleConfig, lists: dict[str, tuple[float, ...]]) -> 
 
 def _alpha_over_beta(config: StyleConfig) -> float:
     """content weight / style weight (inf for a zero style weight, NaN when both are zero)."""
-    alpha, beta = config.content_weight, config.resolved_style_weight
+    alpha, beta = config.resolved_content_weight, config.resolved_style_weight
     return alpha / beta if beta > 0 else (math.inf if alpha > 0 else math.nan)
 
 
@@ -133,7 +133,6 @@ def _sweep_columns(count: int) -> int:
 def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float) -> int:
     """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
     paths, grid = member_paths(args.output, lists), grid_path(args.output)
-    configs = member_configs(config, lists)
     outputs = [*paths, grid]
     with content_run(args, config, outputs, snapshots_of=paths, iterations=config.iterations,
                      what="one member of ") as run, progress_bar(config.iterations, "it", args.quiet) as bar:
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
             run.content, run.styles, config=with_progress(config, args.quiet), vgg=run.vgg, callback=callback,
             on_plan=on_plan, **{f"{field}s": values for field, values in lists.items()},
         )
-    labels = member_labels(configs, with_tv="tv_weight" in lists)
+    labels = member_labels([result.config for result in results], with_tv="tv_weight" in lists)  # weights resolved
     written, diverged, code = [], [], EXIT_OK
     for path, label, result in zip(paths, labels, results):
         if result.status == Status.NON_FINITE:
