@@ -77,14 +77,21 @@ def style_layer_loss(
 ) -> jax.Array:
     """E_l: distance between the Gram matrix of (H, W, C) features and a target Gram matrix."""
     gram = gram_matrix(features, form=form)
+    height, width, _ = jnp.shape(features)
+    return gram_loss(gram, target_gram, height * width, form=form)
+
+
+def gram_loss(gram: jax.Array, target_gram: jax.typing.ArrayLike, positions: int, *, form: str = DEFAULT_FORM
+              ) -> jax.Array:
+    """E_l from a (C, C) Gram matrix (``gram_matrix``'s, of features at ``positions`` = height * width places)."""
     target_gram = jnp.asarray(target_gram)
     if gram.shape != target_gram.shape:
         raise ValueError(f"Gram matrix {gram.shape} and target Gram matrix {target_gram.shape} differ in shape")
     squared = jnp.square(gram - target_gram)
     if form == "normalized":
         return jnp.mean(squared)
-    height, width, channels = jnp.shape(features)
-    return jnp.sum(squared) / (4.0 * channels**2 * (height * width) ** 2)
+    channels = gram.shape[0]
+    return jnp.sum(squared) / (4.0 * channels**2 * positions**2)
 
 
 def style_loss(
@@ -183,12 +190,46 @@ def compute_targets(
     blend_weights: Sequence[float] | None = None,
     pooling: str = DEFAULT_POOLING,
     form: str = DEFAULT_FORM,
+    tile_size: int | None = None,
 ) -> StyleTargets:
-    """Content features of the content image and blend-weighted Gram matrices of the style images."""
+    """Content features of the content image and blend-weighted Gram matrices of the style images (computed tile by
+    tile, exactly, for images larger than ``tile_size``)."""
     shares = blend_fractions(blend_weights, len(style_images))
+    content_layers, style_layers = validate_layers(content_layers), validate_layers(style_layers)
+    images = [np.asarray(image) for image in (content_image, *style_images)]
+    if tile_size is not None and any(max(image.shape[:2]) > tile_size for image in images):
+        return _tiled_targets(vgg_params, images[0], images[1:], shares, content_layers=content_layers,
+                              style_layers=style_layers, pooling=pooling, form=form, tile_size=tile_size)
     return _blended_targets(vgg_params, content_image, list(style_images), shares,
-                            content_layers=validate_layers(content_layers), style_layers=validate_layers(style_layers),
-                            pooling=pooling, form=form)
+                            content_layers=content_layers, style_layers=style_layers, pooling=pooling, form=form)
+
+
+@functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size"))
+def _tiled_targets(
+    vgg_params: Mapping,
+    content_image: jax.Array,
+    style_images: list[jax.Array],
+    shares: jax.Array,
+    *,
+    content_layers: tuple[str, ...],
+    style_layers: tuple[str, ...],
+    pooling: str,
+    form: str,
+    tile_size: int,
+) -> StyleTargets:
+    """``_blended_targets`` tile by tile (``nst_jax.tiling.tiled_statistics``)."""
+    from nst_jax.tiling import layer_stride, tiled_statistics  # tiling builds on this module
+
+    content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size)
+    grams = {layer: 0.0 for layer in style_layers}
+    for index, image in enumerate(style_images):
+        _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size)
+        for layer in style_layers:
+            stride = layer_stride(layer)
+            positions = (image.shape[0] // stride) * (image.shape[1] // stride)
+            gram = sums[layer] / (sums[layer].shape[0] * positions) if form == "normalized" else sums[layer]
+            grams[layer] = grams[layer] + shares[index] * gram
+    return StyleTargets(content=content, style_grams=grams)
 
 
 @functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form"))
@@ -232,9 +273,13 @@ class LossSpec:
     style_layer_weights: tuple[float, ...] | None = None
     pooling: str = DEFAULT_POOLING
     form: str = DEFAULT_FORM
+    tile_size: int | None = None
+    """Evaluate images larger than this (pixels) tile by tile, exactly (``nst_jax.tiling``); None: whole."""
 
     def __post_init__(self) -> None:
         _check_form(self.form)
+        if self.tile_size is not None and (not isinstance(self.tile_size, (int, np.integer)) or self.tile_size < 1):
+            raise ValueError(f"tile size must be a positive integer or None, got {self.tile_size!r}")
         object.__setattr__(self, "content_layers", validate_layers(self.content_layers))
         object.__setattr__(self, "style_layers", validate_layers(self.style_layers))
         weights = self.style_layer_weights
@@ -277,7 +322,11 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
         total = weights.content * content + weights.style * style + weights.tv * tv
         return LossTerms(total=total, content=content, style=style, tv=tv)
 
-    return loss_terms
+    if spec.tile_size is None:
+        return loss_terms
+    from nst_jax.tiling import tiled_loss_function  # tiling builds on this module
+
+    return tiled_loss_function(spec, loss_terms)
 
 
 def make_loss_fn(

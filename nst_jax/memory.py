@@ -19,7 +19,8 @@ import jax
 
 from nst_jax.config import StyleConfig
 from nst_jax.problem import stage_shapes
-from nst_jax.vgg import LAYER_NAMES, conv_param_shapes
+from nst_jax.tiling import layer_stride, plan_tiles
+from nst_jax.vgg import DEFAULT_ARCHITECTURE, LAYER_NAMES, conv_param_shapes
 
 FLOAT_BYTES = 4
 RUNTIME_BYTES = 512 * 2**20
@@ -41,8 +42,19 @@ def _activation_elements(height: int, width: int, layers: Sequence[str]) -> int:
 
 
 def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
-    """Estimated device memory one image of (height, width) needs during an optimization step."""
-    total = _activation_elements(height, width, config.content_layers + config.style_layers)
+    """Estimated device memory one image of (height, width) needs during an optimization step; with
+    ``config.tile_size``, the activations of the largest tile region, plus the whole image's content targets."""
+    layers = config.content_layers + config.style_layers
+    if config.tile_size is not None and max(height, width) > config.tile_size:
+        plan = plan_tiles(height, width, config.tile_size, layers, DEFAULT_ARCHITECTURE)
+        region = (max(span.stop - span.start for span in plan.rows),
+                  max(span.stop - span.start for span in plan.columns))
+        shapes = conv_param_shapes()
+        targets = sum((height // layer_stride(layer)) * (width // layer_stride(layer)) * shapes["conv" + layer[4:]]
+                      ["bias"][0] for layer in config.content_layers if not layer.startswith("pool"))  # held whole
+        total = _activation_elements(*region, layers) + targets
+    else:
+        total = _activation_elements(height, width, layers)
     # Forward activations kept for the backward pass, their cotangents, and XLA's temporaries: about 3x.
     image = height * width * 3
     optimizer_vectors = 2 * config.history_size + 8 if config.optimizer != "adam" else 4
@@ -50,7 +62,12 @@ def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
 
 
 def target_bytes(height: int, width: int, config: StyleConfig) -> int:
-    """Estimated device memory computing the style targets (a forward pass, no gradient) of one style image needs."""
+    """Estimated device memory computing the style targets (a forward pass, no gradient) of one style image needs
+    (of its largest tile region with ``config.tile_size``)."""
+    if config.tile_size is not None and max(height, width) > config.tile_size:
+        plan = plan_tiles(height, width, config.tile_size, config.style_layers, DEFAULT_ARCHITECTURE)
+        height = max(span.stop - span.start for span in plan.rows)
+        width = max(span.stop - span.start for span in plan.columns)
     return FLOAT_BYTES * _activation_elements(height, width, config.style_layers)
 
 

@@ -188,7 +188,7 @@ def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.
 def loss_spec_for(config: StyleConfig) -> LossSpec:
     """The static loss choices of ``config``: the key its compilation is cached under."""
     return LossSpec(config.content_layers, config.style_layers, config.style_layer_weights, config.pooling,
-                    config.loss_form)
+                    config.loss_form, config.tile_size)
 
 
 def loss_fn_for(config: StyleConfig) -> LossFn:
@@ -218,7 +218,7 @@ def targets_for(
     return compute_targets(
         vgg.params, content, list(styles), blend_weights=config.style_blend_weights,
         content_layers=config.content_layers, style_layers=config.style_layers, pooling=config.pooling,
-        form=config.loss_form,
+        form=config.loss_form, tile_size=config.tile_size,
     )
 
 

@@ -150,6 +150,7 @@ def flag(field: str) -> str:
 # How an option of each ``StyleConfig`` field type is parsed, and what "comma-separated" it takes.
 _PARSERS: dict[str, tuple[Callable[[str], Any] | None, str]] = {
     "int": (int, ""),
+    "int | None": (int, ""),
     "float": (float, ""),
     "float | None": (float, ""),
     "str": (None, ""),
