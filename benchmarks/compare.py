@@ -711,6 +711,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run_record(args: argparse.Namespace, weights: VGGWeights, label: str, loadavg_start: Any) -> dict[str, Any]:
+    """What every JSON report of the batch and time-to-target modes starts with: label, weights, settings, machine."""
+    return {
+        "label": label or "pretrained weights",
+        "weights": {"pretrained": weights.pretrained, "source": weights.info.source, "sha256": weights.checksum},
+        "settings": vars(args) | {"content": str(args.content), "style": str(args.style),
+                                  "weights": None if args.weights is None else str(args.weights),
+                                  "json": str(args.json)},
+        "environment": environment() | {"loadavg_start": loadavg_start, "loadavg_end": load_average()},
+    }
+
+
 def report_batch(
     args: argparse.Namespace, weights: VGGWeights, model: torch.nn.Module, log: Callable[[str], None],
     loadavg_start: list[float] | None,
@@ -734,15 +746,8 @@ def report_batch(
     if label:
         print(label)
     if args.json is not None:
-        report = {
-            "label": label or "pretrained weights",
-            "weights": {"pretrained": weights.pretrained, "source": weights.info.source, "sha256": weights.checksum},
-            "settings": vars(args) | {"content": str(args.content), "style": str(args.style),
-                                      "weights": None if args.weights is None else str(args.weights),
-                                      "json": str(args.json)},
-            "environment": environment() | {"loadavg_start": loadavg_start, "loadavg_end": load_average()},
-            "batch_rows": [row.to_dict() for row in rows],
-            "batch_ratios": ratio_list,
+        report = run_record(args, weights, label, loadavg_start) | {
+            "batch_rows": [row.to_dict() for row in rows], "batch_ratios": ratio_list,
         }
         write_json(args.json, report, allow_nan=True)
     return 0
@@ -862,15 +867,7 @@ def report_target(
     if label:
         print(label)
     if args.json is not None:
-        report = {
-            "label": label or "pretrained weights",
-            "weights": {"pretrained": weights.pretrained, "source": weights.info.source, "sha256": weights.checksum},
-            "settings": vars(args) | {"content": str(args.content), "style": str(args.style),
-                                      "weights": None if args.weights is None else str(args.weights),
-                                      "json": str(args.json)},
-            "environment": environment() | {"loadavg_start": loadavg_start, "loadavg_end": load_average()},
-            "target_rows": [row.to_dict() for row in rows],
-        }
+        report = run_record(args, weights, label, loadavg_start) | {"target_rows": [row.to_dict() for row in rows]}
         write_json(args.json, report, allow_nan=True)
     return 0
 

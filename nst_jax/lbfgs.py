@@ -21,7 +21,7 @@ approximation indefinite) and scales the first step by the gradient's L2 norm. W
   where torch's test passes so does this one, and both keep the same pairs;
 * ``none``: the step torch takes with ``line_search_fn=None``, one evaluation per iteration: ``step_size`` times the
   quasi-Newton step, the first (no curvature yet) scaled to L1 length ``step_size`` -- torch scales it by
-  min(1, 1 / |g|_1), the same where |g|_1 >= 1 (see ``make_step`` for why not below);
+  min(1, 1 / |g|_1), the same where |g|_1 >= 1 (``_first_scale`` says why not below);
 * ``backtracking``: Armijo sufficient decrease, halving the step (at most ``MAX_TRIALS`` evaluations);
 * ``zoom``: the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9) by bracketing and zooming (Nocedal & Wright,
   Algorithms 3.5 and 3.6), trial steps from cubic interpolation as ``torch.optim.LBFGS``'s strong-Wolfe search does

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.vgg import DEFAULT_POOLING, extract_features, min_input_size, validate_layers
+from nst_jax.vgg import DEFAULT_POOLING, extract_features, layer_stride, min_input_size, validate_layers
 
 LOSS_FORMS: tuple[str, ...] = ("normalized", "paper")
 DEFAULT_FORM = LOSS_FORMS[0]
@@ -195,44 +195,15 @@ def compute_targets(
     """Content features of the content image and blend-weighted Gram matrices of the style images (computed tile by
     tile, exactly, for images larger than ``tile_size``)."""
     shares = blend_fractions(blend_weights, len(style_images))
-    content_layers, style_layers = validate_layers(content_layers), validate_layers(style_layers)
-    images = [np.asarray(image) for image in (content_image, *style_images)]
-    if tile_size is not None and any(max(image.shape[:2]) > tile_size for image in images):
-        return _tiled_targets(vgg_params, images[0], images[1:], shares, content_layers=content_layers,
-                              style_layers=style_layers, pooling=pooling, form=form, tile_size=tile_size)
+    if tile_size is not None and all(max(jnp.shape(im)[:2]) <= tile_size for im in (content_image, *style_images)):
+        tile_size = None  # every image is one tile
     return _blended_targets(vgg_params, content_image, list(style_images), shares,
-                            content_layers=content_layers, style_layers=style_layers, pooling=pooling, form=form)
+                            content_layers=validate_layers(content_layers),
+                            style_layers=validate_layers(style_layers), pooling=pooling, form=form,
+                            tile_size=tile_size)
 
 
 @functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size"))
-def _tiled_targets(
-    vgg_params: Mapping,
-    content_image: jax.Array,
-    style_images: list[jax.Array],
-    shares: jax.Array,
-    *,
-    content_layers: tuple[str, ...],
-    style_layers: tuple[str, ...],
-    pooling: str,
-    form: str,
-    tile_size: int,
-) -> StyleTargets:
-    """``_blended_targets`` tile by tile (``nst_jax.tiling.tiled_statistics``)."""
-    from nst_jax.tiling import layer_stride, tiled_statistics  # tiling builds on this module
-
-    content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size)
-    grams = {layer: 0.0 for layer in style_layers}
-    for index, image in enumerate(style_images):
-        _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size)
-        for layer in style_layers:
-            stride = layer_stride(layer)
-            positions = (image.shape[0] // stride) * (image.shape[1] // stride)
-            gram = sums[layer] / (sums[layer].shape[0] * positions) if form == "normalized" else sums[layer]
-            grams[layer] = grams[layer] + shares[index] * gram
-    return StyleTargets(content=content, style_grams=grams)
-
-
-@functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form"))
 def _blended_targets(
     vgg_params: Mapping,
     content_image: jax.Array,
@@ -243,16 +214,34 @@ def _blended_targets(
     style_layers: tuple[str, ...],
     pooling: str,
     form: str,
+    tile_size: int | None,
 ) -> StyleTargets:
-    """``compute_targets`` compiled once per layer choice: the blend ``shares`` are traced, so another blend of the
-    same number of styles does not recompile."""
-    content = extract_features(vgg_params, content_image, content_layers, pooling)
+    """``compute_targets`` compiled once per layer choice (the blend ``shares`` are traced, so another blend of the
+    same number of styles does not recompile); tile by tile with ``tile_size`` (``nst_jax.tiling``)."""
+    if tile_size is None:
+        content = extract_features(vgg_params, content_image, content_layers, pooling)
+    else:
+        from nst_jax.tiling import tiled_statistics  # tiling builds on this module
+
+        content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size)
     grams = {layer: 0.0 for layer in style_layers}
     for index, image in enumerate(style_images):
-        features = extract_features(vgg_params, image, style_layers, pooling)
+        if tile_size is None:
+            features = extract_features(vgg_params, image, style_layers, pooling)
+            image_grams = {layer: gram_matrix(features[layer], form=form) for layer in style_layers}
+        else:
+            _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size)
+            image_grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in style_layers}
         for layer in style_layers:
-            grams[layer] = grams[layer] + shares[index] * gram_matrix(features[layer], form=form)
+            grams[layer] = grams[layer] + shares[index] * image_grams[layer]
     return StyleTargets(content=content, style_grams=grams)
+
+
+def _normalized_sum(raw: jax.Array, shape: tuple[int, ...], layer: str, form: str) -> jax.Array:
+    """``gram_matrix`` from a raw sum over positions of f f^T of ``layer`` for an image of ``shape``."""
+    stride = layer_stride(layer)
+    positions = (shape[0] // stride) * (shape[1] // stride)
+    return raw / (raw.shape[0] * positions) if form == "normalized" else raw
 
 
 class LossInputs(NamedTuple):

@@ -19,8 +19,8 @@ import jax
 
 from nst_jax.config import StyleConfig
 from nst_jax.problem import stage_shapes
-from nst_jax.tiling import layer_stride, plan_tiles
-from nst_jax.vgg import DEFAULT_ARCHITECTURE, LAYER_NAMES, conv_param_shapes
+from nst_jax.tiling import plan_tiles
+from nst_jax.vgg import DEFAULT_ARCHITECTURE, LAYER_NAMES, conv_param_shapes, layer_stride
 
 FLOAT_BYTES = 4
 RUNTIME_BYTES = 512 * 2**20

@@ -29,15 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, gram_loss, total_variation_loss
-from nst_jax.vgg import architecture_of, extract_features, layer_names
+from nst_jax.vgg import architecture_of, extract_features, layer_names, layer_stride
 
 LossFn = Callable[[jax.Array, LossInputs], LossTerms]
-
-
-def layer_stride(layer: str) -> int:
-    """Input pixels per position of ``layer``'s output: 2 ** (pools up to and including it)."""
-    block = int(layer[4])
-    return 2 ** (block if layer.startswith("pool") else block - 1)
 
 
 def receptive_radius(layers: tuple[str, ...], architecture: str) -> int:
@@ -274,5 +268,5 @@ def tiled_loss_function(spec: LossSpec, untiled: LossFn) -> LossFn:
     return maybe_tiled
 
 
-__all__ = ["TilePlan", "layer_stride", "plan_tiles", "receptive_radius", "spans", "tiled_loss_function",
+__all__ = ["TilePlan", "plan_tiles", "receptive_radius", "spans", "tiled_loss_function",
            "tiled_statistics"]

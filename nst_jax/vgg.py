@@ -128,6 +128,12 @@ def validate_layers(layers: Sequence[str], architecture: str = DEFAULT_ARCHITECT
     return layers
 
 
+def layer_stride(layer: str) -> int:
+    """Input pixels per position of ``layer``'s output: 2 ** (pools up to and including it)."""
+    block = int(layer[4])
+    return 2 ** (block if layer.startswith("pool") else block - 1)
+
+
 def min_input_size(layers: Sequence[str]) -> int:
     """The smallest image side (pixels) for which every layer in ``layers`` has a non-empty output (the same in
     VGG16 and VGG19: one pool per block before it)."""

@@ -23,11 +23,14 @@ CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
 ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
 STYLE_WEIGHTS = [1e4, 1e6, 1e8]
 # Batched convolutions sum in a different order than single ones (float32 rounding, ~1e-7 relative). Adam
-# carries that through smoothly; L-BFGS can amplify it when a line-search comparison flips (measured: loss
-# 3e-4 relative, pixels 4e-3 after 10 iterations, on one member; with optax's line search, final loss 4.4e-3
-# relative after 8), hence its wider tolerances.
-IMAGE_ATOL = {"adam": 1e-3, "lbfgs": 1e-2}
-LOSS_RTOL = {"adam": 1e-3, "lbfgs": 1e-2}
+# carries that through smoothly; L-BFGS can amplify it where a line search's trial step is an ill-conditioned
+# function of the values and slopes: the zoom search's cubic through two nearly equal slopes (its first iteration
+# from noise). Measured with the default nst_jax zoom, member beta = 1e4 (a loss of 2e-6, nearly converged): its
+# first accepted step 3e-4 relative apart, after 8 iterations loss 1.4e-2 relative and pixels 1.9e-2 apart, the
+# other members within 1e-6 (with optax's zoom: final loss 4.4e-3 relative). Exact batching with tighter bounds is
+# tested in test_lbfgs.py on a well-conditioned run; hence these wider tolerances here.
+IMAGE_ATOL = {"adam": 1e-3, "lbfgs": 3e-2}
+LOSS_RTOL = {"adam": 1e-3, "lbfgs": 3e-2}
 
 
 @pytest.fixture(scope="module")

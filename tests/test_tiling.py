@@ -10,8 +10,8 @@ import pytest
 
 from conftest import random_images
 from nst_jax.losses import LossInputs, LossSpec, LossWeights, compute_targets, loss_function
-from nst_jax.tiling import layer_stride, plan_tiles, receptive_radius
-from nst_jax.vgg import extract_features
+from nst_jax.tiling import plan_tiles, receptive_radius
+from nst_jax.vgg import extract_features, layer_stride
 
 TOLERANCE = 1e-5  # relative, as the issue asks: max |tiled - whole| / max |whole|
 extract = jax.jit(extract_features, static_argnames=("layers", "pooling"))
@@ -48,7 +48,7 @@ def compare(spec: LossSpec, tiled: LossSpec, image, inputs) -> None:
     assert relative(ours_grad, whole_grad) <= TOLERANCE
 
 
-@pytest.mark.parametrize("pooling, tile", [("avg", 24), ("max", 40)])
+@pytest.mark.parametrize("pooling, tile", [("avg", 24)])
 def test_shallow_layers_many_tiles(vgg_weights, pooling, tile):
     """relu3_1 needs a 16 px halo: a 93x118 image has tiles whose regions are much smaller than the image."""
     spec = LossSpec(("relu2_2", "relu3_1"), ("relu1_1", "relu2_1", "relu3_1"), pooling=pooling)
@@ -63,11 +63,10 @@ def dataclass_fields(spec: LossSpec) -> tuple:
     return spec.content_layers, spec.style_layers, spec.style_layer_weights, spec.pooling, spec.form
 
 
-@pytest.mark.parametrize("form", ["normalized", "paper"])
-def test_paper_form_and_a_single_row_of_tiles(vgg_weights, form):
-    spec = LossSpec(("relu3_2",), ("relu1_1", "relu3_1"), (0.3, 0.7), form=form)
+def test_max_pooling_the_paper_form_and_a_single_row_of_tiles(vgg_weights):
+    spec = LossSpec(("relu3_2",), ("relu1_1", "relu3_1"), (0.3, 0.7), pooling="max", form="paper")
     image, inputs = inputs_for(vgg_weights, spec, (37, 150, 3), seed=4)
-    compare(spec, LossSpec(*dataclass_fields(spec)[:4], form, tile_size=32), image, inputs)
+    compare(spec, LossSpec(*dataclass_fields(spec), tile_size=32), image, inputs)
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
@@ -94,8 +93,8 @@ def test_the_halo_covers_the_default_layers(vgg_weights, pooling):
 
 
 def test_vmapped_tiles_equal_single_images(vgg_weights):
-    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_1"), tile_size=16)
-    image, inputs = inputs_for(vgg_weights, spec, (40, 52, 3), seed=2)
+    spec = LossSpec(("relu1_2",), ("relu1_1", "relu1_2"), tile_size=16)
+    image, inputs = inputs_for(vgg_weights, spec, (36, 40, 3), seed=2)
     images = jnp.stack([image, image[::-1]])
     batched = jax.vmap(jax.grad(lambda x: loss_function(spec)(x, inputs).total))(images)
     for index in range(2):
@@ -124,9 +123,9 @@ def test_a_tiled_run_follows_the_whole_run(vgg_weights):
     from nst_jax.config import StyleConfig
     from nst_jax.transfer import stylize
 
-    config = StyleConfig(image_size=72, iterations=4, chunk_size=4, content_layers=("relu2_2",),
+    config = StyleConfig(image_size=48, iterations=4, chunk_size=4, content_layers=("relu2_2",),
                          style_layers=("relu1_1", "relu2_1"), init="content", optimizer="adam")
-    content, style = random_images((54, 72, 3), seed=3), random_images((60, 60, 3), seed=4)
+    content, style = random_images((36, 48, 3), seed=3), random_images((40, 40, 3), seed=4)
     whole = stylize(content, style, vgg=vgg_weights, config=config)
     tiled = stylize(content, style, vgg=vgg_weights, config=config.replace(tile_size=16))
     np.testing.assert_allclose(tiled.losses.total, whole.losses.total, rtol=1e-4)
