@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax.tiling import tiled_statistics
 from nst_jax.vgg import DEFAULT_POOLING, extract_features, layer_stride, min_input_size, validate_layers
 
 LOSS_FORMS: tuple[str, ...] = ("normalized", "paper")
@@ -221,8 +222,6 @@ def _blended_targets(
     if tile_size is None:
         content = extract_features(vgg_params, content_image, content_layers, pooling)
     else:
-        from nst_jax.tiling import tiled_statistics  # tiling builds on this module
-
         content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size)
     grams = {layer: 0.0 for layer in style_layers}
     for index, image in enumerate(style_images):
@@ -237,11 +236,15 @@ def _blended_targets(
     return StyleTargets(content=content, style_grams=grams)
 
 
+def _positions(shape: tuple[int, ...], layer: str) -> int:
+    """Positions (height * width) of ``layer``'s output for an image of ``shape``."""
+    stride = layer_stride(layer)
+    return (shape[0] // stride) * (shape[1] // stride)
+
+
 def _normalized_sum(raw: jax.Array, shape: tuple[int, ...], layer: str, form: str) -> jax.Array:
     """``gram_matrix`` from a raw sum over positions of f f^T of ``layer`` for an image of ``shape``."""
-    stride = layer_stride(layer)
-    positions = (shape[0] // stride) * (shape[1] // stride)
-    return raw / (raw.shape[0] * positions) if form == "normalized" else raw
+    return raw / (raw.shape[0] * _positions(shape, layer)) if form == "normalized" else raw
 
 
 class LossInputs(NamedTuple):
@@ -263,7 +266,8 @@ class LossSpec:
     pooling: str = DEFAULT_POOLING
     form: str = DEFAULT_FORM
     tile_size: int | None = None
-    """Evaluate images larger than this (pixels) tile by tile, exactly (``nst_jax.tiling``); None: whole."""
+    """Read the features of images larger than this (pixels) tile by tile, exactly (``nst_jax.tiling``); None:
+    whole."""
 
     def __post_init__(self) -> None:
         _check_form(self.form)
@@ -296,14 +300,21 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
     form = spec.form
 
     def loss_terms(image: jax.Array, inputs: LossInputs) -> LossTerms:
-        features = extract_features(inputs.vgg_params, image, spec.layers, spec.pooling)
+        if spec.tile_size is not None and max(image.shape[:2]) > spec.tile_size:
+            # Tile by tile (nst_jax.tiling): the content maps and raw Gram sums, exactly the whole image's.
+            maps, sums = tiled_statistics(inputs.vgg_params, image, spec.content_layers, spec.style_layers,
+                                          spec.pooling, spec.tile_size)
+            grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in spec.style_layers}
+        else:
+            maps = extract_features(inputs.vgg_params, image, spec.layers, spec.pooling)
+            grams = {layer: gram_matrix(maps[layer], form=form) for layer in spec.style_layers}
         targets, weights = inputs.targets, inputs.weights
         content = _scaled(
-            [content_loss(features[layer], targets.content[layer], form=form) for layer in spec.content_layers],
+            [content_loss(maps[layer], targets.content[layer], form=form) for layer in spec.content_layers],
             weights.content_layers,
         )
         style = _scaled(
-            [w * style_layer_loss(features[layer], targets.style_grams[layer], form=form)
+            [w * gram_loss(grams[layer], targets.style_grams[layer], _positions(image.shape, layer), form=form)
              for layer, w in per_layer.items()],
             weights.style_layers,
         )
@@ -311,11 +322,7 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
         total = weights.content * content + weights.style * style + weights.tv * tv
         return LossTerms(total=total, content=content, style=style, tv=tv)
 
-    if spec.tile_size is None:
-        return loss_terms
-    from nst_jax.tiling import tiled_loss_function  # tiling builds on this module
-
-    return tiled_loss_function(spec, loss_terms)
+    return loss_terms
 
 
 def make_loss_fn(
