@@ -18,14 +18,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nst_jax.losses import LossInputs, LossSpec
+from nst_jax.mesh import BATCH_AXIS, SPACE_AXIS, device_mesh, row_sharding
 from nst_jax.optimize import Optimization, Progress, SolverSpec, minimize
-
-BATCH_AXIS = "batch"
 
 
 def batch_mesh() -> Mesh:
     """A 1-D mesh over every device, axis ``batch``."""
-    return Mesh(np.asarray(jax.devices()), (BATCH_AXIS,))
+    return device_mesh(BATCH_AXIS)
 
 
 def _place(value: Any, sharding: NamedSharding) -> jax.Array:
@@ -50,6 +49,14 @@ def shard_inputs(x0: np.ndarray, inputs: LossInputs, input_axes: LossInputs) -> 
     replicated = NamedSharding(mesh, PartitionSpec())
     placed = map_by_axes(inputs, input_axes, lambda leaf: _place(leaf, split), lambda leaf: _place(leaf, replicated))
     return _place(x0, split), placed
+
+
+def place_rows(x0: np.ndarray, inputs: LossInputs) -> tuple[jax.Array, LossInputs]:
+    """One image ``x0`` split by rows over every device (``mesh.row_sharding``) and ``inputs`` on every device: a
+    run spread spatially."""
+    replicated = NamedSharding(device_mesh(SPACE_AXIS), PartitionSpec())
+    return _place(x0, row_sharding(np.shape(x0)[0])), jax.tree_util.tree_map(lambda leaf: _place(leaf, replicated),
+                                                                             inputs)
 
 
 def gather(array: jax.Array) -> np.ndarray:
@@ -84,8 +91,13 @@ def run_batch(
     chunk_size: int,
     callback: Callable[[Progress], None] | None = None,
     progress_seconds: float | None = None,
+    spread: bool = True,
 ) -> Optimization:
-    """One batched, sharded optimization of the N images in ``x0``; the batch is padded to fill every device."""
+    """One batched optimization of the N images in ``x0``, its members split over every device (the batch padded to
+    fill them) unless not ``spread`` (then on the default device)."""
+    if not spread:
+        return minimize(loss, x0, inputs, spec=solver, iterations=iterations, chunk_size=chunk_size,
+                        callback=callback, input_axes=input_axes, progress_seconds=progress_seconds)
     size = x0.shape[0]
     devices = len(jax.devices())
     padded = math.ceil(size / devices) * devices

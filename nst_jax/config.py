@@ -22,6 +22,8 @@ from nst_jax.losses import DEFAULT_FORM, LOSS_FORMS
 from nst_jax.optimize import CHUNK_SIZE, HISTORY_SIZE, LBFGS_BACKENDS, LEARNING_RATE, OPTIMIZERS, STEP_SIZE
 from nst_jax.vgg import DEFAULT_POOLING, POOLINGS, validate_layers
 
+SHARDS = ("auto", "batch", "spatial", "none")
+
 INITS: tuple[str, ...] = ("noise", "content", "style")
 PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 
@@ -199,6 +201,11 @@ class StyleConfig:
         "images larger than a device holds; each evaluation costs about 4/3 ((PX + 2 * 96) / PX)^2 as much "
         "(about 4x at 256, 2.5x at 512)", metavar="PX", default_text="whole images",
     )
+    shard: str = option(
+        "auto", "spread the work over every device: batch (the members of a sweep or batch), spatial (one image's "
+        "rows; XLA exchanges the halos), none (one device), auto (batches by member; a single image by rows, and in "
+        "tiles if --tile-size is unset, only when it does not fit one device)", choices=SHARDS,
+    )
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -229,6 +236,7 @@ class StyleConfig:
                                   f"got {self.progress_seconds!r}")
             set_("progress_seconds", float(self.progress_seconds))
         self._check_choice("line_search", LINE_SEARCHES)
+        self._check_choice("shard", SHARDS)
         if self.line_search != "zoom" and self.lbfgs_backend != "nst_jax" and self.optimizer == "lbfgs":
             raise ConfigError(f"{field('line_search')} {self.line_search} needs {field('lbfgs_backend')} nst_jax "
                               f"(optax's and jaxopt's L-BFGS search by zoom only)")

@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.tiling import tiled_statistics
+from nst_jax.mesh import spread_rows
+from nst_jax.tiling import remat_full_resolution, tiled_statistics
 from nst_jax.vgg import DEFAULT_POOLING, extract_features, layer_stride, min_input_size, validate_layers
 
 LOSS_FORMS: tuple[str, ...] = ("normalized", "paper")
@@ -192,19 +193,22 @@ def compute_targets(
     pooling: str = DEFAULT_POOLING,
     form: str = DEFAULT_FORM,
     tile_size: int | None = None,
+    spatial: bool = False,
 ) -> StyleTargets:
     """Content features of the content image and blend-weighted Gram matrices of the style images (computed tile by
-    tile, exactly, for images larger than ``tile_size``)."""
+    tile, exactly, for images larger than ``tile_size``; ``spatial``: with each image's rows split over every
+    device)."""
     shares = blend_fractions(blend_weights, len(style_images))
     if tile_size is not None and all(max(jnp.shape(im)[:2]) <= tile_size for im in (content_image, *style_images)):
         tile_size = None  # every image is one tile
     return _blended_targets(vgg_params, content_image, list(style_images), shares,
                             content_layers=validate_layers(content_layers),
                             style_layers=validate_layers(style_layers), pooling=pooling, form=form,
-                            tile_size=tile_size)
+                            tile_size=tile_size, spatial=spatial)
 
 
-@functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size"))
+@functools.partial(jax.jit,
+                   static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size", "spatial"))
 def _blended_targets(
     vgg_params: Mapping,
     content_image: jax.Array,
@@ -216,20 +220,23 @@ def _blended_targets(
     pooling: str,
     form: str,
     tile_size: int | None,
+    spatial: bool,
 ) -> StyleTargets:
     """``compute_targets`` compiled once per layer choice (the blend ``shares`` are traced, so another blend of the
     same number of styles does not recompile); tile by tile with ``tile_size`` (``nst_jax.tiling``)."""
+    spread = spread_rows if spatial else (lambda image: image)
     if tile_size is None:
-        content = extract_features(vgg_params, content_image, content_layers, pooling)
+        content = extract_features(vgg_params, spread(content_image), content_layers, pooling)
     else:
-        content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size)
+        content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size,
+                                      spatial=spatial)
     grams = {layer: 0.0 for layer in style_layers}
     for index, image in enumerate(style_images):
         if tile_size is None:
-            features = extract_features(vgg_params, image, style_layers, pooling)
+            features = extract_features(vgg_params, spread(image), style_layers, pooling)
             image_grams = {layer: gram_matrix(features[layer], form=form) for layer in style_layers}
         else:
-            _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size)
+            _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size, spatial=spatial)
             image_grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in style_layers}
         for layer in style_layers:
             grams[layer] = grams[layer] + shares[index] * image_grams[layer]
@@ -268,6 +275,10 @@ class LossSpec:
     tile_size: int | None = None
     """Read the features of images larger than this (pixels) tile by tile, exactly (``nst_jax.tiling``); None:
     whole."""
+    remat: bool = False
+    """Recompute VGG's full-resolution activations in the backward pass instead of keeping them (``jax.checkpoint``)."""
+    spatial: bool = False
+    """Split each image's activations along its height over every device (``nst_jax.mesh.spread_rows``)."""
 
     def __post_init__(self) -> None:
         _check_form(self.form)
@@ -299,15 +310,21 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
     per_layer = dict(zip(spec.style_layers, spec.style_layer_weights))
     form = spec.form
 
+    def statistics(vgg_params: Mapping, image: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        maps = extract_features(vgg_params, image, spec.layers, spec.pooling)
+        return maps, {layer: gram_matrix(maps[layer], form=form) for layer in spec.style_layers}
+
+    if spec.remat:
+        statistics = remat_full_resolution(statistics)
+
     def loss_terms(image: jax.Array, inputs: LossInputs) -> LossTerms:
         if spec.tile_size is not None and max(image.shape[:2]) > spec.tile_size:
             # Tile by tile (nst_jax.tiling): the content maps and raw Gram sums, exactly the whole image's.
             maps, sums = tiled_statistics(inputs.vgg_params, image, spec.content_layers, spec.style_layers,
-                                          spec.pooling, spec.tile_size)
+                                          spec.pooling, spec.tile_size, remat=spec.remat, spatial=spec.spatial)
             grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in spec.style_layers}
         else:
-            maps = extract_features(inputs.vgg_params, image, spec.layers, spec.pooling)
-            grams = {layer: gram_matrix(maps[layer], form=form) for layer in spec.style_layers}
+            maps, grams = statistics(inputs.vgg_params, spread_rows(image) if spec.spatial else image)
         targets, weights = inputs.targets, inputs.weights
         content = _scaled(
             [content_loss(maps[layer], targets.content[layer], form=form) for layer in spec.content_layers],

@@ -1,11 +1,17 @@
-"""Device memory: what a run needs (estimated before it starts), what a device offers, and how a batch is split.
+"""Device memory: what a run needs (estimated before it starts), what a device offers, how a batch is split, and
+the plan of a single run (whole, split over the devices by rows, tiled, or both) that ``--dry-run`` prints.
 
-The estimates count float32 activations of VGG19 up to the deepest layer a run uses and are meant to err on the
-side of too much. Measured on CPU (peak resident memory of ``stylize`` over 2 iterations, random weights, the
-default layers, minus the process's size before it), against ``run_bytes``: L-BFGS at 512 px (384x512) 1.18 GiB
-measured vs 1.40 + 0.5 estimated, at 1024 px 3.53 vs 5.61 + 0.5; Adam at 512 px 0.77 vs 1.35 + 0.5; L-BFGS at 256 px
-with the style 3x larger 0.82 vs 1.00 + 0.5. The fixed 0.5 GiB (``RUNTIME_BYTES``) is XLA compiling the run, about
-0.4 GiB at any size (128 px: 0.40 GiB measured).
+``device_bytes`` estimates XLA's own accounting of one compiled optimization chunk (``memory_analysis()``: its
+arguments, outputs and temporaries) from what scales with the image: VGG's float32 activations up to the deepest
+layer used, kept for the backward pass (measured: the temporaries equal them to within 5 % from 384x512 to 683x1024,
+none kept twice), the optimizer's image-sized state (in and out of the chunk: L-BFGS keeps 2 x history + 2 image
+vectors, donated from chunk to chunk), the network's weights up to that layer and the targets. Tested within 25 % of
+``memory_analysis()``.
+
+A process holds more than XLA's buffers: ``run_bytes`` (what the CLI checks against free memory) is
+``PROCESS_FACTOR`` times the estimate plus ``RUNTIME_BYTES``. Measured on CPU (peak resident memory of ``stylize``
+over 2 iterations minus the process before it, against ``memory_analysis()`` of its chunk): L-BFGS at 384x512
+1.18 GiB vs 0.63, at 683x1024 3.53 vs 2.00: 1.8-1.9x.
 """
 
 from __future__ import annotations
@@ -18,13 +24,19 @@ from collections.abc import Callable, Sequence
 import jax
 
 from nst_jax.config import StyleConfig
-from nst_jax.problem import stage_shapes
+from nst_jax.problem import content_shape, stage_shapes
 from nst_jax.tiling import plan_tiles
 from nst_jax.vgg import DEFAULT_ARCHITECTURE, LAYER_NAMES, conv_param_shapes, layer_stride
 
 FLOAT_BYTES = 4
 RUNTIME_BYTES = 512 * 2**20
 """What a run needs besides its arrays: XLA compiling it (about 0.4 GiB measured on CPU, at any image size)."""
+PROCESS_FACTOR = 1.9
+"""A process's peak resident memory over XLA's buffers for its chunk (1.8-1.9 measured on CPU; see above)."""
+ALLOCATOR_SHARE = 0.1
+"""On accelerators, where XLA's buffers are the device's memory: a margin for the allocator (not measured here)."""
+TILE_SIZES = (2048, 1024, 512, 256)
+"""Tile sizes ``plan_run`` tries under ``shard`` ``auto``, largest (fewest halos) first."""
 
 
 def _activation_elements(height: int, width: int, layers: Sequence[str]) -> int:
@@ -41,45 +53,90 @@ def _activation_elements(height: int, width: int, layers: Sequence[str]) -> int:
     return total
 
 
-def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
-    """Estimated device memory one image of (height, width) needs during an optimization step; with
-    ``config.tile_size``, the activations of the largest tile region, plus the whole image's content targets."""
+def _weight_elements(layers: Sequence[str]) -> int:
+    """Parameters of VGG19's convolutions up to the deepest of ``layers`` (the compiled run drops the rest)."""
+    deepest = max(LAYER_NAMES.index(layer) for layer in layers)
+    shapes = conv_param_shapes()
+    return sum(math.prod(shape) for name in LAYER_NAMES[: deepest + 1] if name.startswith("conv")
+               for shape in shapes[name].values())
+
+
+def _channels(layer: str) -> int:
+    """Channels of ``layer``'s output in VGG19."""
+    deepest = LAYER_NAMES.index(layer)
+    return [conv_param_shapes()[name]["bias"][0] for name in LAYER_NAMES[: deepest + 1] if name.startswith("conv")][-1]
+
+
+def _target_elements(height: int, width: int, config: StyleConfig) -> int:
+    """The targets a run holds: content feature maps of the whole image and one Gram matrix per style layer."""
+    content = sum((height // layer_stride(layer)) * (width // layer_stride(layer)) * _channels(layer)
+                  for layer in config.content_layers)
+    return content + sum(_channels(layer) ** 2 for layer in config.style_layers)
+
+
+def image_vectors(config: StyleConfig) -> int:
+    """Image-sized float32 arrays one chunk holds: the optimizer's state (L-BFGS: the history's 2 x
+    ``history_size`` pairs, the gradient and the last step; Adam: the two moments and the step), donated to its
+    successor, and the image, in and out."""
+    state = 2 * config.history_size + 2 if config.optimizer != "adam" else 3
+    return state + 2
+
+
+def tiled(height: int, width: int, config: StyleConfig) -> bool:
+    """Whether ``config`` evaluates an image of (height, width) tile by tile."""
+    return config.tile_size is not None and max(height, width) > config.tile_size
+
+
+def device_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 1) -> int:
+    """Estimated device memory (XLA's buffers) of one chunk optimizing one (height, width) image, on each of
+    ``shards`` devices it is split over by rows: activations of the whole image or of the largest tile region,
+    split; the image-sized state split where the rows divide evenly (``mesh.row_sharding``); weights and targets
+    on every device."""
     layers = config.content_layers + config.style_layers
-    if config.tile_size is not None and max(height, width) > config.tile_size:
+    if tiled(height, width, config):
         plan = plan_tiles(height, width, config.tile_size, layers, DEFAULT_ARCHITECTURE)
         region = (max(span.stop - span.start for span in plan.rows),
                   max(span.stop - span.start for span in plan.columns))
-        shapes = conv_param_shapes()
-        targets = sum((height // layer_stride(layer)) * (width // layer_stride(layer)) * shapes["conv" + layer[4:]]
-                      ["bias"][0] for layer in config.content_layers if not layer.startswith("pool"))  # held whole
-        total = _activation_elements(*region, layers) + targets
+        activations = _activation_elements(*region, layers)
     else:
-        total = _activation_elements(height, width, layers)
-    # Forward activations kept for the backward pass, their cotangents, and XLA's temporaries: about 3x.
-    image = height * width * 3
-    optimizer_vectors = 2 * config.history_size + 8 if config.optimizer != "adam" else 4
-    return FLOAT_BYTES * (3 * total + optimizer_vectors * image)
+        activations = _activation_elements(height, width, layers)
+    image = height * width * 3 * image_vectors(config)
+    split_image = image // shards if height % shards == 0 else image
+    fixed = _weight_elements(layers) + _target_elements(height, width, config)
+    return FLOAT_BYTES * (fixed + split_image + math.ceil(activations / shards))
 
 
-def target_bytes(height: int, width: int, config: StyleConfig) -> int:
+def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
+    """Estimated device memory of one image of (height, width) in an optimization on one device
+    (``device_bytes``); with ``config.tile_size``, of its largest tile region."""
+    return device_bytes(height, width, config)
+
+
+def target_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 1) -> int:
     """Estimated device memory computing the style targets (a forward pass, no gradient) of one style image needs
-    (of its largest tile region with ``config.tile_size``)."""
-    if config.tile_size is not None and max(height, width) > config.tile_size:
+    (of its largest tile region with ``config.tile_size``), on each of ``shards`` devices its rows are split over."""
+    if tiled(height, width, config):
         plan = plan_tiles(height, width, config.tile_size, config.style_layers, DEFAULT_ARCHITECTURE)
         height = max(span.stop - span.start for span in plan.rows)
         width = max(span.stop - span.start for span in plan.columns)
-    return FLOAT_BYTES * _activation_elements(height, width, config.style_layers)
+    return FLOAT_BYTES * math.ceil(_activation_elements(height, width, config.style_layers) / shards)
 
 
-def run_bytes(content: tuple[int, int], style: tuple[int, int], config: StyleConfig) -> int:
-    """Estimated peak of one image's run at one size: its optimization, or its style targets' forward pass (at
-    the style images' (height, width)) where that is larger, plus the compiler's share."""
-    return RUNTIME_BYTES + max(activation_bytes(*content, config), target_bytes(*style, config))
+def run_bytes(content: tuple[int, int], style: tuple[int, int], config: StyleConfig, *, shards: int = 1,
+              platform: str = "cpu") -> int:
+    """Estimated peak of one image's run at one size, per device: its optimization, or its style targets' forward
+    pass (at the style images' (height, width)) where that is larger; on CPU times the process's overhead, plus
+    the compiler's share (``PROCESS_FACTOR``, ``RUNTIME_BYTES``), elsewhere plus ``ALLOCATOR_SHARE``."""
+    arrays = max(device_bytes(*content, config, shards=shards), target_bytes(*style, config, shards=shards))
+    if platform == "cpu":
+        return RUNTIME_BYTES + int(PROCESS_FACTOR * arrays)
+    return int((1 + ALLOCATOR_SHARE) * arrays)
 
 
-def run_needs(shape: Sequence[int], config: StyleConfig) -> int:
+def run_needs(shape: Sequence[int], config: StyleConfig, *, shards: int = 1, platform: str = "cpu") -> int:
     """Estimated peak memory of a run of a content of original (height, width) ``shape``: its largest size's."""
-    return max(run_bytes(content, style, config) for _, content, style in stage_shapes(shape, config))
+    return max(run_bytes(content, style, config, shards=shards, platform=platform)
+               for _, content, style in stage_shapes(shape, config))
 
 
 def _largest(fits: Callable[[float], bool], low: float, high: float, *, integer: bool) -> float | None:
@@ -136,6 +193,119 @@ def available_bytes(device: jax.Device) -> int:
         return int(fields["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def per_device_budget(devices: Sequence[jax.Device]) -> int:
+    """Memory each of ``devices`` offers a run: the least free of their allocators, or on CPU the host's available
+    memory shared by its devices."""
+    if any(_has_allocator_limit(device) for device in devices):
+        return min(available_bytes(device) for device in devices)
+    return available_bytes(devices[0]) // len(devices)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """How one image's run uses the devices at its largest size: split over ``shards`` devices by rows (1: not),
+    tile by tile (``tile_size``) or whole, and what that needs per device; ``largest`` is the longest side that
+    fits per strategy."""
+
+    content: tuple[int, int]
+    shards: int
+    tile_size: int | None
+    tiles: int
+    device_bytes: int
+    process_bytes: int
+    budget: int
+    optimizer: str
+    largest: tuple[tuple[str, int | None], ...]
+
+    @property
+    def strategy(self) -> str:
+        """whole, spatial, tiled or tiled+spatial."""
+        if self.tile_size is None:
+            return "spatial" if self.shards > 1 else "whole"
+        return "tiled+spatial" if self.shards > 1 else "tiled"
+
+    @property
+    def fits(self) -> bool:
+        """Whether the estimate fits each device's free memory."""
+        return self.process_bytes <= self.budget
+
+    def describe(self) -> str:
+        """The plan for the user (``--dry-run``), several lines."""
+        height, width = self.content
+        per_eval = "1 value-and-gradient" if self.tiles <= 1 else (
+            f"{self.tiles} tiles, each run forward for the statistics, then forward and backward for the gradient")
+        searches = "1 per iteration" if self.optimizer == "adam" else (
+            "1 per iteration plus the line search's extra trials (1.1-1.3 in all measured with zoom)")
+        lines = [
+            f"plan: {height}x{width} px, {self.strategy}"
+            + (f" over {self.shards} devices (rows split, halos exchanged)" if self.shards > 1 else " on one device")
+            + (f", tiles of {self.tile_size} px ({self.tiles})" if self.tile_size is not None else ""),
+            f"  memory per device: ~{self.device_bytes / 2**30:.2f} GiB of arrays (XLA's buffers), "
+            f"~{self.process_bytes / 2**30:.2f} GiB with overheads, of "
+            f"{self.budget / 2**30:.1f} GiB free: {'fits' if self.fits else 'does NOT fit'}",
+            f"  evaluations: {searches}; each evaluation {per_eval}",
+        ]
+        if self.largest:
+            lines.append("  largest long side that fits: " + ", ".join(
+                f"{name} {size if size is not None else 'none'}" for name, size in self.largest))
+        return "\n".join(lines)
+
+
+def _candidates(config: StyleConfig, devices: int) -> list[tuple[int, int | None]]:
+    """(shards, tile size) choices of ``config.shard`` for a single image, in order of preference."""
+    spread = devices if config.shard == "spatial" else 1
+    if config.shard != "auto":
+        return [(spread, config.tile_size)]
+    if config.tile_size is not None:
+        return [(1, config.tile_size)] + ([(devices, config.tile_size)] if devices > 1 else [])
+    choices = [(1, None)] + ([(devices, None)] if devices > 1 else [])
+    return choices + [(devices, tile) for tile in TILE_SIZES]
+
+
+def _needs(shape: Sequence[int], config: StyleConfig, shards: int, tile: int | None, platform: str) -> int:
+    """``run_needs`` of ``config`` with ``tile``, over ``shards`` devices of ``platform``."""
+    return run_needs(shape, config.replace(tile_size=tile), shards=shards, platform=platform)
+
+
+def _largest_side(shape: Sequence[int], config: StyleConfig, shards: int, tile: int | None, budget: int,
+                  platform: str) -> int | None:
+    """The longest side (``image_size``, one scale) a run of ``config`` with ``tile`` over ``shards`` devices of
+    ``platform`` fits ``budget`` at."""
+    one_size = config.replace(scales=None, scale_iterations=None, tile_size=tile)
+    fits = lambda size: _needs(shape, one_size.replace(image_size=int(size)), shards, tile, platform) <= budget  # noqa: E731
+    size = _largest(fits, 16, 2**17, integer=True)
+    return None if size is None else int(size)
+
+
+def plan_run(shape: Sequence[int], config: StyleConfig, *, devices: Sequence[jax.Device] | None = None,
+             budget: int | None = None, largest: bool = True) -> RunPlan:
+    """The plan of one image's run (a content of original (height, width) ``shape``): ``config.shard`` and
+    ``config.tile_size`` as given, or under ``auto`` the first of whole, rows split over the devices, then tiles of
+    ``TILE_SIZES`` (split too) that fits ``budget`` per device (default: what the devices have free).
+    ``largest``: also find the longest side that fits per strategy (bisections; ``RunPlan.largest`` empty if not)."""
+    devices = list(devices or jax.devices())
+    budget = per_device_budget(devices) if budget is None else budget
+    choices = _candidates(config, len(devices))
+    platform = devices[0].platform
+    shards, tile = next(((s, t) for s, t in choices if _needs(shape, config, s, t, platform) <= budget),
+                        choices[-1])
+    content = content_shape(shape, config.image_size)
+    chosen = config.replace(tile_size=tile)
+    layers = config.content_layers + config.style_layers
+    tiles = plan_tiles(*content, tile, layers, DEFAULT_ARCHITECTURE).count if tiled(*content, chosen) else 1
+    strategies = [("whole", 1, None)] + ([("spatial", len(devices), None)] if len(devices) > 1 else [])
+    some_tile = tile or config.tile_size or 512
+    strategies += [(f"tiled ({some_tile} px)", 1, some_tile)]
+    strategies += [(f"tiled+spatial ({some_tile} px)", len(devices), some_tile)] if len(devices) > 1 else []
+    return RunPlan(
+        content=content, shards=shards, tile_size=tile if tiles > 1 else None, tiles=tiles,
+        device_bytes=device_bytes(*content, chosen, shards=shards),
+        process_bytes=_needs(shape, config, shards, tile, platform), budget=budget, optimizer=config.optimizer,
+        largest=tuple((name, _largest_side(shape, config, s, t, budget, platform)) for name, s, t in strategies
+                      if largest),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

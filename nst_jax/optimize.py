@@ -318,7 +318,9 @@ def _compile(loss: LossSpec | LossFn, key: tuple[str, str, int, str], input_axes
     if batched:
         solver = batch_solver(solver, input_axes)
         terms = jax.vmap(loss_fn, in_axes=(0, input_axes))
-    chunk = jax.jit(functools.partial(run_chunk, solver, batched), static_argnames=("capacity",))
+    # The state is donated: the chunk's new state takes its buffers (L-BFGS: 2 x history + 2 image-sized arrays
+    # fewer at the peak). Not the image: an interrupted run returns the last chunk's.
+    chunk = jax.jit(functools.partial(run_chunk, solver, batched), static_argnames=("capacity",), donate_argnums=(1,))
     return CompiledSolver(init=jax.jit(solver.init), chunk=chunk, terms=jax.jit(terms))
 
 

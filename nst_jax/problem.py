@@ -185,10 +185,11 @@ def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.
 # ----------------------------------------------------------------------------------------------- the problem
 
 
-def loss_spec_for(config: StyleConfig) -> LossSpec:
-    """The static loss choices of ``config``: the key its compilation is cached under."""
+def loss_spec_for(config: StyleConfig, *, spatial: bool = False) -> LossSpec:
+    """The static loss choices of ``config`` (``spatial``: each image's rows split over every device): the key its
+    compilation is cached under."""
     return LossSpec(config.content_layers, config.style_layers, config.style_layer_weights, config.pooling,
-                    config.loss_form, config.tile_size)
+                    config.loss_form, config.tile_size, spatial=spatial)
 
 
 def loss_fn_for(config: StyleConfig) -> LossFn:
@@ -212,13 +213,14 @@ def loss_weights_for(config: StyleConfig) -> LossWeights:
 
 
 def targets_for(
-    vgg: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig
+    vgg: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig, *, spatial: bool = False
 ) -> StyleTargets:
-    """Content features and blended style Gram matrices for ``config``."""
+    """Content features and blended style Gram matrices for ``config`` (``spatial``: rows split over every
+    device)."""
     return compute_targets(
         vgg.params, content, list(styles), blend_weights=config.style_blend_weights,
         content_layers=config.content_layers, style_layers=config.style_layers, pooling=config.pooling,
-        form=config.loss_form, tile_size=config.tile_size,
+        form=config.loss_form, tile_size=config.tile_size, spatial=spatial,
     )
 
 
@@ -333,7 +335,7 @@ def run_parts(
         optimization = run_batch(
             part.x0, part.inputs, part.input_axes, loss_spec_for(loss_config), solver_spec_for(loss_config),
             iterations=loss_config.iterations, chunk_size=loss_config.chunk_size, callback=callback,
-            progress_seconds=loss_config.progress_seconds,
+            progress_seconds=loss_config.progress_seconds, spread=loss_config.shard != "none",
         )
         yield results_from([optimization], part.configs, part.inputs, part.contents, vgg, loss_config=loss_config,
                            input_axes=part.input_axes)

@@ -42,9 +42,13 @@ from nst_jax.weights import VGGWeights
 
 
 def _one_scale(config: StyleConfig, what: str) -> None:
-    """Raise ``ValueError`` if ``config`` asks for coarse-to-fine, which batched runs do not do."""
+    """Raise ``ValueError`` if ``config`` asks for coarse-to-fine or for rows split over the devices, which
+    batched runs do not do (they split their members)."""
     if config.scales is not None:
         raise ValueError(f"{what} optimizes at one size; config.scales is not supported (use stylize per image)")
+    if config.shard == "spatial":
+        raise ValueError(f"{what} spreads its members over the devices; shard spatial (one image's rows) is for "
+                         f"stylize (use shard batch, auto or none)")
 
 
 def _weight_grid(

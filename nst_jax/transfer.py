@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from nst_jax import image_io
+from nst_jax.batching import place_rows
 from nst_jax.config import StyleConfig
 from nst_jax.image_io import ImageSource
 from nst_jax.losses import LossInputs
+from nst_jax.memory import plan_run
 from nst_jax.optimize import Optimization, Progress, Status, minimize
 from nst_jax.problem import (
     VGGArgument,
@@ -54,6 +56,7 @@ def stylize(
     vgg = resolve_vgg(vgg, weights, caller="stylize")
     config = configure_for(config, vgg)
     content_image = image_io.load_image(content)
+    config, spatial = _planned(content_image.shape, config)
     style_images = [image_io.load_image(image) for image in as_list(style)]
     stages = [prepare_images(content_image, style_images, config, size=size)
               for size in config.scales or (config.image_size,)]
@@ -61,16 +64,19 @@ def stylize(
     optimizations: list[Optimization] = []
     for (stage_content, stage_styles), iterations in zip(stages, config.iterations_per_scale):
         seen_content, seen_styles = color_inputs(stage_content, stage_styles, config.preserve_color)
-        inputs = LossInputs(vgg.params, targets_for(vgg, seen_content, seen_styles, config), loss_weights_for(config))
+        inputs = LossInputs(vgg.params, targets_for(vgg, seen_content, seen_styles, config, spatial=spatial),
+                            loss_weights_for(config))
         if optimizations:
             x0 = image_io.resize_image(np.asarray(optimizations[-1].image, np.float32), *stage_content.shape[:2])
         else:
             x0 = initial_image(config, seen_content, seen_styles)
+        if spatial:
+            x0, inputs = place_rows(x0, inputs)
         done = sum(optimization.iterations for optimization in optimizations)
         elapsed = sum(optimization.elapsed for optimization in optimizations)
         optimizations.append(
             minimize(
-                loss_spec_for(config), x0, inputs, spec=solver_spec_for(config), iterations=iterations,
+                loss_spec_for(config, spatial=spatial), x0, inputs, spec=solver_spec_for(config), iterations=iterations,
                 chunk_size=config.chunk_size, callback=_counting_all_scales(callback, done, total, elapsed),
                 progress_seconds=config.progress_seconds,
             )
@@ -78,6 +84,17 @@ def stylize(
         if optimizations[-1].status != Status.COMPLETED:
             break
     return results_from(optimizations, [config], inputs, [stages[-1][0]], vgg)[0]
+
+
+def _planned(shape: tuple[int, ...], config: StyleConfig) -> tuple[StyleConfig, bool]:
+    """``config`` with the tile size ``shard`` ``auto`` picks (``memory.plan_run``; unchanged if it needs none or
+    one was given), and whether the image's rows are split over the devices."""
+    if config.shard in ("none", "batch"):  # one image: nothing to batch
+        return config, False
+    plan = plan_run(shape, config, largest=False)
+    if config.tile_size is None and plan.tile_size is not None:
+        config = config.replace(tile_size=plan.tile_size)
+    return config, plan.shards > 1
 
 
 def _counting_all_scales(

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 
 # Output channels of each conv, block by block: torchvision's configurations "E" (VGG19) and "D" (VGG16).
 ARCHITECTURES: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -289,6 +290,7 @@ class VGGFeatures(nn.Module):
                 x = nn.relu(x)
             else:
                 x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
+            x = checkpoint_name(x, name)  # what a remat policy (losses.LossSpec.remat) saves or recomputes
             if name in wanted:
                 outputs[name] = x
         return outputs

@@ -13,6 +13,7 @@ only it and the library.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     lists = common.weight_sweep(args, config)
     common.check_mode(args, lists)
     common.check_single_only(args, lists)
+    if args.dry_run:
+        contents = [args.content] if args.batch is None else batch.find_contents(args.batch)
+        return common.dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))
     if args.batch is not None:
         return batch.run(args, config, start)
     common.check_blend_weights(config, args.styles)

@@ -34,7 +34,7 @@ from nst_jax import files, image_io, memory
 from nst_jax.argparsing import OneLineParser
 from nst_jax.config import INITS, ConfigError, StyleConfig, option_help, render_fields
 from nst_jax.optimize import Progress, Status
-from nst_jax.problem import check_shapes, configure_for
+from nst_jax.problem import check_shapes, configure_for, content_shape
 from nst_jax.result import StyleResult
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
 
@@ -216,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     output = add_run_options(parser)
+    output.add_argument(
+        "--dry-run", action="store_true",
+        help="print the plan (memory per device, tiles, devices, evaluations per iteration, the largest image each "
+        "strategy fits) and exit without loading the network or running",
+    )
     output.add_argument(
         "--save-every", type=_positive_int, default=None, metavar="N",
         help="also save the image every N iterations as OUT's name + _iterN (default: never; not with --batch)",
@@ -459,15 +464,21 @@ def _gib(count: int) -> str:
 
 
 def check_memory(
-    args: argparse.Namespace, config: StyleConfig, shape: Sequence[int], device: jax.Device | None, *, what: str = ""
+    args: argparse.Namespace, config: StyleConfig, shape: Sequence[int], device: jax.Device | None, *, what: str = "",
+    single: bool = False,
 ) -> None:
-    """``UsageError`` if one image of the run (content of ``shape``) needs more memory than ``device`` has free,
-    naming the largest --image-size (and --style-scale) that fits; skipped with --skip-memory-check."""
+    """``UsageError`` if one image of the run (content of ``shape``) needs more memory than ``device`` has free
+    (``single``: as ``stylize`` plans it, ``memory.plan_run``, tiles and devices included), naming the largest
+    --image-size (and --style-scale) that fits; skipped with --skip-memory-check."""
     if args.skip_memory_check:
         return
     device = device or jax.local_devices()[0]
     free = memory.available_bytes(device)
-    needed = memory.run_needs(shape, config)
+    if single and config.shard not in ("none", "batch"):
+        plan = memory.plan_run(shape, config, largest=False)
+        needed, free = plan.process_bytes, plan.budget
+    else:
+        needed = memory.run_needs(shape, config, platform=device.platform)
     if needed <= free:
         return
     scale, size = memory.largest_style_scale(shape, config, free), memory.largest_image_size(shape, config, free)
@@ -491,7 +502,7 @@ class ContentRun:
 @contextlib.contextmanager
 def content_run(
     args: argparse.Namespace, config: StyleConfig, outputs: Sequence[Path], *, snapshots_of: Sequence[Path],
-    iterations: int, what: str = "",
+    iterations: int, what: str = "", single: bool = False,
 ) -> Iterator[ContentRun]:
     """Check, in order, that the outputs (and snapshots) may be written, the device, the sizes at every scale and
     the memory (``what`` says whose; ``UsageError`` at the first problem); load the images, then the weights on the
@@ -499,10 +510,24 @@ def content_run(
     check_outputs(args, outputs, snapshots_of=snapshots_of, iterations=iterations)
     device = select_device(args.device)
     shape = checked_shape(args, config)
-    check_memory(args, config, shape, device, what=what)
+    check_memory(args, config, shape, device, what=what, single=single)
     content, styles = load_inputs(args, config)
     with on_device(device):
         yield ContentRun(content, styles, load_weights_loudly(args.weights, config, args.quiet))
+
+
+def dry_run(args: argparse.Namespace, config: StyleConfig, contents: Sequence[Path], members: int) -> int:
+    """Print the plan of the run (``--dry-run``): each content's as one image (``memory.plan_run``) and, for a
+    sweep of ``members`` weightings or a batch, how the members are split over the devices; nothing is loaded or
+    run."""
+    select_device(args.device)
+    for content in contents:
+        shape = checked_shape(argparse.Namespace(content=content, styles=style_paths(args)), config)
+        print(f"{content}: {memory.plan_run(shape, config).describe()}")
+        if members > 1 or args.batch is not None:
+            size = members if args.batch is None else len(contents)
+            print("  " + memory.plan_batch(size, *content_shape(shape, config.image_size), config).describe())
+    return 0
 
 
 def select_device(device: str | None) -> jax.Device | None:

@@ -72,7 +72,8 @@ def report(result: StyleResult, output: Path, wall: float) -> int:
 def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
     """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
     total = config.total_iterations
-    with content_run(args, config, [args.output], snapshots_of=[args.output], iterations=total) as run, \
+    with content_run(args, config, [args.output], snapshots_of=[args.output], iterations=total,
+                     single=True) as run, \
             progress_bar(total, "it", args.quiet) as bar:
         callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth))
         result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet),

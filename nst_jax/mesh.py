@@ -1,0 +1,41 @@
+"""The device meshes runs are spread over: members of a batch (axis ``batch``) or rows of one image (axis
+``space``), over every device of every process (after ``jax.distributed.initialize()``, every host's)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+SPACE_AXIS = "space"
+
+FULL_RESOLUTION_LAYERS = ("conv1_1", "relu1_1", "conv1_2", "relu1_2")
+"""VGG's layers at the input's resolution: 4 of its 64-channel maps, about half of all activations (``remat``)."""
+
+
+@functools.lru_cache(maxsize=4)
+def device_mesh(axis: str) -> Mesh:
+    """A 1-D mesh named ``axis`` over every device (cached: one per process and axis)."""
+    return Mesh(np.asarray(jax.devices()), (axis,))
+
+
+def spread_rows(image: jax.Array) -> jax.Array:
+    """``image`` (H, W, C) constrained, inside a compiled function, to be split along its height over every device:
+    XLA then partitions VGG's convolutions and poolings with halo exchanges and a Gram matrix becomes a sum of
+    per-device C x C matrices (an all-reduce). Heights that do not divide evenly are padded by XLA internally."""
+    return jax.lax.with_sharding_constraint(image, NamedSharding(device_mesh(SPACE_AXIS), PartitionSpec(SPACE_AXIS)))
+
+
+def row_sharding(height: int) -> NamedSharding:
+    """Where an image-sized array of ``height`` rows lives when a run is spread spatially: split along its rows
+    over every device when they divide evenly (``jax.Array``s placed from the host must), else replicated (its
+    activations are still split, by ``spread_rows``)."""
+    mesh = device_mesh(SPACE_AXIS)
+    split = height % mesh.devices.size == 0
+    return NamedSharding(mesh, PartitionSpec(SPACE_AXIS) if split else PartitionSpec())
+
+
+__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "row_sharding", "spread_rows"]
