@@ -30,7 +30,8 @@ JSON (``--json PATH``): ``{"software": "nst_jax", "label", "weights": {path, pre
 "settings": {...}, "environment": {versions, XLA_FLAGS, cpu_count, loadavg_start, loadavg_end}, "rows": [...],
 "ratios": [...]}``; each row holds ``implementation, backend, device, size [h, w], optimizer, iterations,
 evaluations, initial_evaluations, loop_seconds [per repeat], loop_seconds_median, ms_per_iteration,
-call_seconds [per repeat], call_seconds_median, warmup_seconds, compile_seconds, compiles_during_timed_runs,
+flop_per_evaluation (the counted floor), gflop_per_second, call_seconds [per repeat], call_seconds_median,
+warmup_seconds, compile_seconds, compiles_during_timed_runs,
 peak_rss_mb, rss_growth_mb, device_peak_mb, final_losses {total, content, style, tv}, loss_history [total
 per iteration, last repeat]``; each ratio ``size, optimizer, backend, jax_ms_per_iteration,
 torch_ms_per_iteration, ratio``. Numbers not measured on this machine (compile time of PyTorch, device
@@ -72,6 +73,7 @@ from nst_jax.optimize import LBFGS_BACKENDS, forget_compilations  # noqa: E402
 from nst_jax.problem import initial_image, prepare_images  # noqa: E402
 from nst_jax.sweep import stylize_sweep  # noqa: E402
 from nst_jax.transfer import stylize  # noqa: E402
+from nst_jax.vgg import LAYER_NAMES, PRECISIONS, conv_param_shapes  # noqa: E402
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, load_weights  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="nst_jax's L-BFGS implementations to run (default: all)")
     parser.add_argument("--line-search", choices=(*LINE_SEARCHES, "all"), default="all",
                         help="line searches of the nst_jax backend (default: all; the others search by zoom)")
+    parser.add_argument("--precision", choices=(*PRECISIONS, "all"), default="default",
+                        help="nst_jax's convolution arithmetic (default: JAX's default; all: each in turn)")
     parser.add_argument(
         "--target-iterations", type=int, default=None, metavar="N",
         help="instead: time to a target loss, the one PyTorch's strong-Wolfe L-BFGS reaches in N iterations, for "
@@ -240,6 +244,11 @@ class Row:
         """Median loop time per iteration, in milliseconds."""
         return 1000.0 * self.loop_median / self.runs[-1].iterations
 
+    @property
+    def gflop_per_second(self) -> float:
+        """Counted VGG FLOPs (``evaluation_flops``) of the timed evaluations over the median loop time, in GFLOP/s."""
+        return evaluation_flops(self.size) * self.runs[-1].evaluations / self.loop_median / 1e9
+
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON-friendly values."""
         last = self.runs[-1]
@@ -258,6 +267,8 @@ class Row:
             "loop_seconds": [r.loop_seconds for r in self.runs],
             "loop_seconds_median": self.loop_median,
             "ms_per_iteration": self.ms_per_iteration,
+            "flop_per_evaluation": evaluation_flops(self.size),
+            "gflop_per_second": self.gflop_per_second,
             "call_seconds": [r.call_seconds for r in self.runs],
             "call_seconds_median": statistics.median(r.call_seconds for r in self.runs),
             "warmup_seconds": self.warmup.call_seconds,
@@ -269,6 +280,23 @@ class Row:
             "final_losses": last.final_losses,
             "loss_history": last.loss_history,
         }
+
+
+def evaluation_flops(size: tuple[int, int], layers: Sequence[str] = StyleConfig().content_layers
+                     + StyleConfig().style_layers) -> int:
+    """The floor of one evaluation: multiply-adds x 2 of VGG19's convolutions up to the deepest of ``layers`` on a
+    (height, width) image, forward and input gradient (the same count again); the Gram matrices and losses, under
+    1 %, are not counted (benchmarks/NOTES.md, "The floor")."""
+    deepest = max(LAYER_NAMES.index(layer) for layer in layers)
+    shapes = conv_param_shapes()
+    height, width, flops = size[0], size[1], 0
+    for name in LAYER_NAMES[: deepest + 1]:
+        if name.startswith("pool"):
+            height, width = height // 2, width // 2
+        elif name.startswith("conv"):
+            kernel = shapes[name]["kernel"]
+            flops += 2 * height * width * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    return 2 * flops
 
 
 def measured(call: Callable[[], tuple[Any, float]], device_peak: Callable[[], float | None]) -> tuple[Any, dict]:
@@ -356,19 +384,24 @@ class Variant:
     optimizer: str
     backend: str = LBFGS_BACKENDS[0]
     line_search: str = LINE_SEARCHES[0]
+    precision: str = PRECISIONS[0]
 
     @property
     def name(self) -> str:
-        """What runs it: ``optax.adam``, ``optax.lbfgs``, ``jaxopt.LBFGS``, ``nst_jax.lbfgs[none]`` ..."""
+        """What runs it: ``optax.adam``, ``optax.lbfgs``, ``jaxopt.LBFGS``, ``nst_jax.lbfgs[none]`` ..., with
+        ``@bfloat16`` (etc.) for a precision other than the default."""
         if self.optimizer == "adam":
-            return "optax.adam"
-        if self.backend == "nst_jax":
-            return f"nst_jax.lbfgs[{self.line_search}]"
-        return {"jaxopt": "jaxopt.LBFGS", "optax": "optax.lbfgs"}[self.backend]
+            name = "optax.adam"
+        elif self.backend == "nst_jax":
+            name = f"nst_jax.lbfgs[{self.line_search}]"
+        else:
+            name = {"jaxopt": "jaxopt.LBFGS", "optax": "optax.lbfgs"}[self.backend]
+        return name if self.precision == PRECISIONS[0] else f"{name}@{self.precision}"
 
     def config(self, base: StyleConfig) -> StyleConfig:
         """``base`` running this variant."""
-        return base.replace(optimizer=self.optimizer, lbfgs_backend=self.backend, line_search=self.line_search)
+        return base.replace(optimizer=self.optimizer, lbfgs_backend=self.backend, line_search=self.line_search,
+                            precision=self.precision)
 
 
 def settings(args: argparse.Namespace) -> list[Variant]:
@@ -376,14 +409,16 @@ def settings(args: argparse.Namespace) -> list[Variant]:
     optimizers = ("lbfgs", "adam") if args.optimizer == "both" else (args.optimizer,)
     backends = LBFGS_BACKENDS if args.lbfgs_backend == "all" else (args.lbfgs_backend,)
     searches = LINE_SEARCHES if args.line_search == "all" else (args.line_search,)
+    precisions = PRECISIONS if getattr(args, "precision", PRECISIONS[0]) == "all" else (args.precision,)
     variants = []
-    for optimizer in optimizers:
-        if optimizer == "adam":
-            variants.append(Variant("adam"))
-            continue
-        for backend in backends:
-            variants += [Variant("lbfgs", backend, search) for search in (searches if backend == "nst_jax" else
-                                                                         (LINE_SEARCHES[0],))]
+    for precision in precisions:
+        for optimizer in optimizers:
+            if optimizer == "adam":
+                variants.append(Variant("adam", precision=precision))
+                continue
+            for backend in backends:
+                variants += [Variant("lbfgs", backend, search, precision)
+                             for search in (searches if backend == "nst_jax" else (LINE_SEARCHES[0],))]
     return variants
 
 
@@ -584,8 +619,8 @@ def format_batch_table(rows: Sequence[BatchRow]) -> str:
 
 COLUMNS = (
     "implementation", "backend", "device", "size", "optimizer", "iters", "evals", "loop s", "ms/iter",
-    "call s", "warm-up s", "compile s", "peak RSS MB (+run)", "device MB", "final total", "content", "style",
-    "JAX/torch",
+    "GFLOP/s", "call s", "warm-up s", "compile s", "peak RSS MB (+run)", "device MB", "final total", "content",
+    "style", "JAX/torch",
 )
 
 
@@ -606,7 +641,8 @@ def table_rows(rows: Sequence[Row], ratio_list: Sequence[dict[str, Any]]) -> lis
         cells.append([
             row.implementation, row.backend, row.device, f"{row.size[0]}x{row.size[1]}", row.optimizer,
             str(data["iterations"]), str(data["evaluations"]), f"{data['loop_seconds_median']:.3f}",
-            f"{data['ms_per_iteration']:.1f}", f"{data['call_seconds_median']:.3f}", f"{data['warmup_seconds']:.2f}",
+            f"{data['ms_per_iteration']:.1f}", f"{data['gflop_per_second']:.1f}", f"{data['call_seconds_median']:.3f}",
+            f"{data['warmup_seconds']:.2f}",
             _fmt(data["compile_seconds"], ".2f"), rss, _fmt(data["device_peak_mb"], ".0f"),
             f"{losses['total']:.5g}", f"{losses['content']:.5g}", f"{losses['style']:.5g}",
             "" if ratio is None else f"{ratio:.3f}",

@@ -32,12 +32,12 @@ METHODS: tuple[tuple[str, str], ...] = (("nst_jax", "zoom"), ("nst_jax", "backtr
                                         ("optax", "zoom"))
 
 
-def tf32_conv(images: jax.Array, kernel: jax.Array) -> jax.Array:
+def tf32_conv(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
     """``vgg._conv_same`` with both operands rounded to TF32 (8 exponent bits, 10 mantissa bits)."""
     def round_(a: jax.Array) -> jax.Array:
         return lax.reduce_precision(a, exponent_bits=8, mantissa_bits=10)
 
-    return EXACT_CONV(round_(images), round_(kernel))
+    return EXACT_CONV(round_(images), round_(kernel), precision)
 
 
 EXACT_CONV = vgg._conv_same

@@ -20,7 +20,7 @@ import numpy as np
 from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import DEFAULT_FORM, LOSS_FORMS
 from nst_jax.optimize import CHUNK_SIZE, HISTORY_SIZE, LBFGS_BACKENDS, LEARNING_RATE, OPTIMIZERS, STEP_SIZE
-from nst_jax.vgg import DEFAULT_POOLING, POOLINGS, validate_layers
+from nst_jax.vgg import DEFAULT_POOLING, DEFAULT_PRECISION, POOLINGS, PRECISIONS, validate_layers
 
 SHARDS = ("auto", "batch", "spatial", "none")
 
@@ -201,6 +201,11 @@ class StyleConfig:
         "images larger than a device holds; each evaluation costs about 4/3 ((PX + 2 * 96) / PX)^2 as much "
         "(about 4x at 256, 2.5x at 512)", metavar="PX", default_text="whole images",
     )
+    precision: str = option(
+        DEFAULT_PRECISION, "arithmetic of VGG's convolutions: default (JAX's for the device: TF32 on recent NVIDIA "
+        "GPUs, float32 on CPUs), float32, tf32 (float32 where the device has no TF32), bfloat16; Gram matrices, "
+        "losses and the optimizer are float32 in every case", choices=PRECISIONS,
+    )
     shard: str = option(
         "auto", "spread the work over every device: batch (the members of a sweep or batch), spatial (one image's "
         "rows; XLA exchanges the halos), none (one device), auto (batches by member; a single image by rows, and in "
@@ -237,6 +242,7 @@ class StyleConfig:
             set_("progress_seconds", float(self.progress_seconds))
         self._check_choice("line_search", LINE_SEARCHES)
         self._check_choice("shard", SHARDS)
+        self._check_choice("precision", PRECISIONS)
         if self.line_search != "zoom" and self.lbfgs_backend != "nst_jax" and self.optimizer == "lbfgs":
             raise ConfigError(f"{field('line_search')} {self.line_search} needs {field('lbfgs_backend')} nst_jax "
                               f"(optax's and jaxopt's L-BFGS search by zoom only)")

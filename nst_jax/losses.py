@@ -38,7 +38,14 @@ import numpy as np
 
 from nst_jax.mesh import spread_rows
 from nst_jax.tiling import remat_full_resolution, tiled_statistics
-from nst_jax.vgg import DEFAULT_POOLING, extract_features, layer_stride, min_input_size, validate_layers
+from nst_jax.vgg import (
+    DEFAULT_POOLING,
+    DEFAULT_PRECISION,
+    extract_features,
+    layer_stride,
+    min_input_size,
+    validate_layers,
+)
 
 LOSS_FORMS: tuple[str, ...] = ("normalized", "paper")
 DEFAULT_FORM = LOSS_FORMS[0]
@@ -194,21 +201,22 @@ def compute_targets(
     form: str = DEFAULT_FORM,
     tile_size: int | None = None,
     spatial: bool = False,
+    precision: str = DEFAULT_PRECISION,
 ) -> StyleTargets:
     """Content features of the content image and blend-weighted Gram matrices of the style images (computed tile by
     tile, exactly, for images larger than ``tile_size``; ``spatial``: with each image's rows split over every
-    device)."""
+    device; ``precision``: VGG's convolutions', ``vgg.PRECISIONS``)."""
     shares = blend_fractions(blend_weights, len(style_images))
     if tile_size is not None and all(max(jnp.shape(im)[:2]) <= tile_size for im in (content_image, *style_images)):
         tile_size = None  # every image is one tile
     return _blended_targets(vgg_params, content_image, list(style_images), shares,
                             content_layers=validate_layers(content_layers),
                             style_layers=validate_layers(style_layers), pooling=pooling, form=form,
-                            tile_size=tile_size, spatial=spatial)
+                            tile_size=tile_size, spatial=spatial, precision=precision)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size", "spatial"))
+@functools.partial(jax.jit, static_argnames=("content_layers", "style_layers", "pooling", "form", "tile_size",
+                                             "spatial", "precision"))
 def _blended_targets(
     vgg_params: Mapping,
     content_image: jax.Array,
@@ -221,22 +229,24 @@ def _blended_targets(
     form: str,
     tile_size: int | None,
     spatial: bool,
+    precision: str,
 ) -> StyleTargets:
     """``compute_targets`` compiled once per layer choice (the blend ``shares`` are traced, so another blend of the
     same number of styles does not recompile); tile by tile with ``tile_size`` (``nst_jax.tiling``)."""
     spread = spread_rows if spatial else (lambda image: image)
     if tile_size is None:
-        content = extract_features(vgg_params, spread(content_image), content_layers, pooling)
+        content = extract_features(vgg_params, spread(content_image), content_layers, pooling, precision)
     else:
         content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size,
-                                      spatial=spatial)
+                                      spatial=spatial, precision=precision)
     grams = {layer: 0.0 for layer in style_layers}
     for index, image in enumerate(style_images):
         if tile_size is None:
-            features = extract_features(vgg_params, spread(image), style_layers, pooling)
+            features = extract_features(vgg_params, spread(image), style_layers, pooling, precision)
             image_grams = {layer: gram_matrix(features[layer], form=form) for layer in style_layers}
         else:
-            _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size, spatial=spatial)
+            _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size, spatial=spatial,
+                                       precision=precision)
             image_grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in style_layers}
         for layer in style_layers:
             grams[layer] = grams[layer] + shares[index] * image_grams[layer]
@@ -279,6 +289,8 @@ class LossSpec:
     """Recompute VGG's full-resolution activations in the backward pass instead of keeping them (``jax.checkpoint``)."""
     spatial: bool = False
     """Split each image's activations along its height over every device (``nst_jax.mesh.spread_rows``)."""
+    precision: str = DEFAULT_PRECISION
+    """VGG's convolutions' arithmetic (``vgg.PRECISIONS``); Gram matrices and the loss are float32 whatever it is."""
 
     def __post_init__(self) -> None:
         _check_form(self.form)
@@ -311,7 +323,7 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
     form = spec.form
 
     def statistics(vgg_params: Mapping, image: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        maps = extract_features(vgg_params, image, spec.layers, spec.pooling)
+        maps = extract_features(vgg_params, image, spec.layers, spec.pooling, spec.precision)
         return maps, {layer: gram_matrix(maps[layer], form=form) for layer in spec.style_layers}
 
     if spec.remat:
@@ -321,7 +333,8 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
         if spec.tile_size is not None and max(image.shape[:2]) > spec.tile_size:
             # Tile by tile (nst_jax.tiling): the content maps and raw Gram sums, exactly the whole image's.
             maps, sums = tiled_statistics(inputs.vgg_params, image, spec.content_layers, spec.style_layers,
-                                          spec.pooling, spec.tile_size, remat=spec.remat, spatial=spec.spatial)
+                                          spec.pooling, spec.tile_size, remat=spec.remat, spatial=spec.spatial,
+                                          precision=spec.precision)
             grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in spec.style_layers}
         else:
             maps, grams = statistics(inputs.vgg_params, spread_rows(image) if spec.spatial else image)

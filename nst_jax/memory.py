@@ -103,7 +103,8 @@ def device_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 
     image = height * width * 3 * image_vectors(config)
     split_image = image // shards if height % shards == 0 else image
     fixed = _weight_elements(layers) + _target_elements(height, width, config)
-    return FLOAT_BYTES * (fixed + split_image + math.ceil(activations / shards))
+    activation_size = 2 if config.precision == "bfloat16" else FLOAT_BYTES
+    return FLOAT_BYTES * (fixed + split_image) + activation_size * math.ceil(activations / shards)
 
 
 def activation_bytes(height: int, width: int, config: StyleConfig) -> int:

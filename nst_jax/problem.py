@@ -189,7 +189,7 @@ def loss_spec_for(config: StyleConfig, *, spatial: bool = False) -> LossSpec:
     """The static loss choices of ``config`` (``spatial``: each image's rows split over every device): the key its
     compilation is cached under."""
     return LossSpec(config.content_layers, config.style_layers, config.style_layer_weights, config.pooling,
-                    config.loss_form, config.tile_size, spatial=spatial)
+                    config.loss_form, config.tile_size, spatial=spatial, precision=config.precision)
 
 
 def loss_fn_for(config: StyleConfig) -> LossFn:
@@ -220,7 +220,7 @@ def targets_for(
     return compute_targets(
         vgg.params, content, list(styles), blend_weights=config.style_blend_weights,
         content_layers=config.content_layers, style_layers=config.style_layers, pooling=config.pooling,
-        form=config.loss_form, tile_size=config.tile_size, spatial=spatial,
+        form=config.loss_form, tile_size=config.tile_size, spatial=spatial, precision=config.precision,
     )
 
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.mesh import FULL_RESOLUTION_LAYERS, spread_rows
-from nst_jax.vgg import architecture_of, extract_features, layer_names, layer_stride
+from nst_jax.vgg import DEFAULT_PRECISION, architecture_of, extract_features, layer_names, layer_stride
 
 Statistics = tuple[dict[str, jax.Array], dict[str, jax.Array]]
 """Content feature maps (whole image) by content layer, raw Gram sums (sum over positions of f f^T) by style layer."""
@@ -142,17 +142,18 @@ def remat_full_resolution(function: Callable) -> Callable:
 
 def tiled_statistics(
     vgg_params: Mapping, image: jax.Array, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-    pooling: str, tile_size: int, *, remat: bool = False, spatial: bool = False,
+    pooling: str, tile_size: int, *, remat: bool = False, spatial: bool = False, precision: str = DEFAULT_PRECISION,
 ) -> Statistics:
     """The whole image's features at ``content_layers`` and raw Gram sums at ``style_layers``, computed tile by tile;
     differentiable with respect to ``image`` (tile by tile too). ``remat``: each tile's full-resolution activations
-    recomputed in its backward pass; ``spatial``: each tile split along its height over every device."""
-    return _statistics(content_layers, style_layers, pooling, tile_size, remat, spatial)(vgg_params, image)
+    recomputed in its backward pass; ``spatial``: each tile split along its height over every device;
+    ``precision``: VGG's convolutions' (``vgg.PRECISIONS``)."""
+    return _statistics(content_layers, style_layers, pooling, tile_size, remat, spatial, precision)(vgg_params, image)
 
 
 @functools.lru_cache(maxsize=64)
 def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], pooling: str, tile_size: int,
-                remat: bool, spatial: bool):
+                remat: bool, spatial: bool, precision: str):
     """``tiled_statistics`` for one choice of layers, pooling, tile size, remat and spreading, with its custom
     gradient."""
     layers = tuple(dict.fromkeys(content_layers + style_layers))
@@ -163,7 +164,7 @@ def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], 
     def tile_statistics(vgg_params: Mapping, region: jax.Array, tile: jax.Array) -> Statistics:
         """A region's features with all but the tile's interior zeroed at the content layers, and the interior's
         partial Gram sums."""
-        features = extract_features(vgg_params, spread_rows(region) if spatial else region, layers, pooling)
+        features = extract_features(vgg_params, spread_rows(region) if spatial else region, layers, pooling, precision)
         inner = {layer: _interior(features[layer], tile, layer_stride(layer)) for layer in layers}
         flat = {layer: inner[layer].reshape(-1, inner[layer].shape[-1]) for layer in style_layers}
         return ({layer: inner[layer] for layer in content_layers},
@@ -175,7 +176,7 @@ def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], 
 
     @jax.custom_vjp
     def statistics(vgg_params: Mapping, image: jax.Array) -> Statistics:
-        probe = jax.eval_shape(lambda x: extract_features(vgg_params, x, layers, pooling), image)
+        probe = jax.eval_shape(lambda x: extract_features(vgg_params, x, layers, pooling, precision), image)
         maps = {layer: jnp.zeros(probe[layer].shape, jnp.float32) for layer in content_layers}
         grams = {layer: jnp.zeros((probe[layer].shape[-1],) * 2, jnp.float32) for layer in style_layers}
         plan = tiling(vgg_params, image)

@@ -46,6 +46,12 @@ DEFAULT_PREPROCESSING = PREPROCESSINGS[0]
 
 POOLINGS: tuple[str, ...] = ("avg", "max")
 DEFAULT_POOLING = POOLINGS[0]
+PRECISIONS = ("default", "float32", "tf32", "bfloat16")
+"""Arithmetic of VGG's convolutions: JAX's default for the device (TF32 on NVIDIA GPUs since Ampere, float32 on
+CPUs), float32 (``Precision.HIGHEST``), TF32 where the device has it (``Precision.HIGH``; float32 on a CPU), or
+bfloat16 activations and weights. Everything after VGG (Gram matrices, losses, the optimizer) is float32."""
+DEFAULT_PRECISION = PRECISIONS[0]
+_LAX_PRECISION = {"default": None, "float32": lax.Precision.HIGHEST, "tf32": lax.Precision.HIGH, "bfloat16": None}
 
 
 @functools.cache
@@ -202,30 +208,34 @@ def normalize(images: jax.Array) -> jax.Array:
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv_same(images: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 'SAME' convolution, NHWC input and HWIO kernel."""
-    return lax.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)
+def _conv_same(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
+    """Stride-1 'SAME' convolution, NHWC input and HWIO kernel, at ``precision`` (None: JAX's default)."""
+    return lax.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS,
+                                    precision=precision)
 
 
-@jax.custom_vjp
-def conv3x3(images: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 'SAME' 3x3 convolution whose input gradient is itself a forward convolution."""
-    return _conv_same(images, kernel)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
+    """Stride-1 'SAME' 3x3 convolution whose input gradient is itself a forward convolution (both at
+    ``precision``)."""
+    return _conv_same(images, kernel, precision)
 
 
-def _conv3x3_fwd(images: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _conv_same(images, kernel), (images, kernel)
+def _conv3x3_fwd(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None,
+                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _conv_same(images, kernel, precision), (images, kernel)
 
 
-def _conv3x3_bwd(residuals: tuple[jax.Array, jax.Array], cotangent: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _conv3x3_bwd(precision: lax.Precision | None, residuals: tuple[jax.Array, jax.Array], cotangent: jax.Array,
+                 ) -> tuple[jax.Array, jax.Array]:
     # XLA:CPU lowers the transposed convolution that autodiff emits for the input gradient to a slow path
     # (about 3x slower inside a compiled loop). For an odd kernel with symmetric 'SAME' padding and stride 1
     # the input gradient is exactly a forward convolution with the spatially flipped, in/out-swapped kernel.
     images, kernel = residuals
     flipped = jnp.flip(kernel, axis=(0, 1)).swapaxes(2, 3)
-    images_grad = _conv_same(cotangent, flipped)
+    images_grad = _conv_same(cotangent, flipped, precision)
     # The kernel gradient is dead code in style transfer (weights are frozen) and XLA drops it there.
-    _, kernel_vjp = jax.vjp(lambda k: _conv_same(images, k), kernel)
+    _, kernel_vjp = jax.vjp(lambda k: _conv_same(images, k, precision), kernel)
     (kernel_grad,) = kernel_vjp(cotangent)
     return images_grad, kernel_grad
 
@@ -237,12 +247,13 @@ class Conv3x3(nn.Module):
     """A 3x3 stride-1 'SAME' convolution with bias, parameters ``kernel`` (HWIO) and ``bias``."""
 
     features: int
+    precision: lax.Precision | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv3x3(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)
+        return conv3x3(x, kernel.astype(x.dtype), self.precision) + bias.astype(x.dtype)
 
 
 class Preprocess(nn.Module):
@@ -262,12 +273,16 @@ class VGGFeatures(nn.Module):
     layers: tuple[str, ...]
     pooling: str = DEFAULT_POOLING
     architecture: str = DEFAULT_ARCHITECTURE
+    precision: str = DEFAULT_PRECISION
+    """The convolutions' arithmetic (``PRECISIONS``); the returned activations are float32 whatever it is."""
 
     @nn.compact
     def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
         layers = validate_layers(self.layers, self.architecture)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected images of shape (N, H, W, 3), got {images.shape}")
         smallest = min_input_size(layers)
@@ -283,16 +298,18 @@ class VGGFeatures(nn.Module):
         shapes = conv_param_shapes(self.architecture)
         outputs: dict[str, jax.Array] = {}
         x = Preprocess(name="input")(images)
+        if self.precision == "bfloat16":
+            x = x.astype(jnp.bfloat16)  # activations, kernels and biases in bfloat16 up to the returned layers
         for name in names[: deepest + 1]:
             if name.startswith("conv"):
-                x = Conv3x3(shapes[name]["bias"][0], name=name)(x)
+                x = Conv3x3(shapes[name]["bias"][0], _LAX_PRECISION[self.precision], name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
                 x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
             x = checkpoint_name(x, name)  # what a remat policy (losses.LossSpec.remat) saves or recomputes
             if name in wanted:
-                outputs[name] = x
+                outputs[name] = x.astype(jnp.float32)  # Gram matrices and losses always in float32
         return outputs
 
 
@@ -305,11 +322,13 @@ def extract_features(
     images: jax.typing.ArrayLike,
     layers: Sequence[str],
     pooling: str = DEFAULT_POOLING,
+    precision: str = DEFAULT_PRECISION,
 ) -> dict[str, jax.Array]:
-    """VGG activations (NHWC) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3).
+    """VGG activations (NHWC, float32) at ``layers`` for RGB images in [0, 1] of shape (N, H, W, 3) or (H, W, 3).
 
     ``params``: ``{conv: {"kernel", "bias"}}`` and optionally ``{"input": ...}`` (torchvision's preprocessing
-    where absent), e.g. a ``VGGWeights``; VGG16 or VGG19 by its convs (``architecture_of``).
+    where absent), e.g. a ``VGGWeights``; VGG16 or VGG19 by its convs (``architecture_of``). ``precision``: the
+    convolutions' arithmetic (``PRECISIONS``).
     """
     images = jnp.asarray(images, dtype=jnp.float32)
     single = images.ndim == 3
@@ -319,5 +338,5 @@ def extract_features(
     deepest = max(names.index(layer) for layer in validate_layers(layers, architecture))
     needed = {name: params[name] for name in conv_layers(architecture) if names.index(name) <= deepest}
     needed["input"] = params["input"] if "input" in params else preprocessing_params(DEFAULT_PREPROCESSING)
-    outputs = VGGFeatures(tuple(layers), pooling, architecture).apply({"params": needed}, batch)
+    outputs = VGGFeatures(tuple(layers), pooling, architecture, precision).apply({"params": needed}, batch)
     return {name: out[0] for name, out in outputs.items()} if single else outputs

@@ -27,7 +27,8 @@ ITERATIONS = 2
 TOP_KEYS = {"software", "label", "weights", "settings", "environment", "rows", "ratios"}
 ROW_KEYS = {
     "implementation", "backend", "device", "size", "optimizer", "iterations", "evaluations", "initial_evaluations",
-    "loop_seconds", "loop_seconds_median", "ms_per_iteration", "call_seconds", "call_seconds_median",
+    "loop_seconds", "loop_seconds_median", "ms_per_iteration", "flop_per_evaluation", "gflop_per_second",
+    "call_seconds", "call_seconds_median",
     "warmup_seconds", "compile_seconds", "compiles_during_timed_runs", "peak_rss_mb", "rss_growth_mb",
     "device_peak_mb", "final_losses", "loss_history",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -99,3 +100,21 @@ def test_layer_names_follow_torchvision_indices():
     assert torchvision_index("conv5_4") == 34
     assert torchvision_index("pool5") == 36
     assert len(LAYER_NAMES) == 37
+
+
+def test_precisions_return_float32_features_close_to_float32(vgg_weights):
+    """Every precision runs on a CPU; TF32 and JAX's default are float32 there, bfloat16 is close (its 8-bit
+    mantissa: about 1e-2 relative), and the features handed to the Gram matrices are float32 in every case."""
+    from nst_jax.vgg import PRECISIONS
+
+    image = random_images((40, 48, 3), seed=5)
+    layers = ("relu1_1", "relu3_1", "relu5_1")
+    reference = extract_features(vgg_weights, image, layers, precision="float32")
+    for precision in PRECISIONS:
+        features = extract_features(vgg_weights, image, layers, precision=precision)
+        for layer in layers:
+            assert features[layer].dtype == jnp.float32
+            error = float(jnp.max(jnp.abs(features[layer] - reference[layer])) / jnp.max(jnp.abs(reference[layer])))
+            assert error <= (5e-2 if precision == "bfloat16" else 1e-6), (precision, layer, error)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        extract_features(vgg_weights, image, layers, precision="float16")
