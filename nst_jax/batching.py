@@ -4,7 +4,7 @@ A batch of N images runs one compiled loop in which VGG's forward and backward p
 each member keeps its own optimizer state and line searches (``optimize.batch_solver``). Several hosts: call
 ``jax.distributed.initialize()`` first in every process, then the same code; every process computes the same
 inputs, ``jax.make_array_from_callback`` places each process's share, and the results are gathered with
-``multihost_utils.process_allgather``.
+``mesh.gather``.
 """
 
 from __future__ import annotations
@@ -57,15 +57,6 @@ def place_rows(x0: np.ndarray, inputs: LossInputs) -> tuple[jax.Array, LossInput
     replicated = NamedSharding(device_mesh(SPACE_AXIS), PartitionSpec())
     return _place(x0, row_sharding(np.shape(x0)[0])), jax.tree_util.tree_map(lambda leaf: _place(leaf, replicated),
                                                                              inputs)
-
-
-def gather(array: jax.Array) -> np.ndarray:
-    """A (possibly multi-host) global array as one host NumPy array."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
-    return np.asarray(array)
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:

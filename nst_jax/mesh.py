@@ -38,4 +38,15 @@ def row_sharding(height: int) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(SPACE_AXIS) if split else PartitionSpec())
 
 
-__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "row_sharding", "spread_rows"]
+def gather(array: jax.Array) -> np.ndarray:
+    """A global array as one host NumPy array in every process: across processes (after
+    ``jax.distributed.initialize()``) by an all-gather, since a process cannot read other processes' devices."""
+    if jax.process_count() > 1 and not array.is_fully_addressable and not array.is_fully_replicated:
+        from jax.experimental import multihost_utils  # only multi-process runs need it
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
+
+
+__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "gather", "row_sharding",
+           "spread_rows"]

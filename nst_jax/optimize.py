@@ -34,6 +34,7 @@ import optax
 from nst_jax import lbfgs
 from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, loss_function
+from nst_jax.mesh import gather
 
 LossFn = Callable[[jax.Array, LossInputs], LossTerms]
 
@@ -410,14 +411,14 @@ def minimize(
             began = time.perf_counter()
             out = compiled.chunk(x, state, inputs, jnp.asarray(steps, jnp.int32), capacity=capacity)
             dispatches += 1
-            completed = int(out.steps)
+            completed = int(gather(out.steps))
             seconds_per_step = (time.perf_counter() - began) / max(completed, 1)
             x, state = out.x, out.state
-            records.append(
-                (LossTerms(*(np.asarray(t[:completed]) for t in out.terms)), np.asarray(out.evaluations[:completed]))
-            )
+            # gather: under jax.distributed a batch's records lie on every process's devices
+            terms = LossTerms(*(gather(t)[:completed] for t in out.terms))
+            records.append((terms, gather(out.evaluations)[:completed]))
             done += completed
-            finite = np.asarray(out.finite)
+            finite = gather(out.finite)
             if not np.all(finite):
                 status = Status.NON_FINITE
                 if not np.any(finite) or completed < steps:

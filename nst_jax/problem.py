@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import color, image_io
-from nst_jax.batching import gather, pad_batch, run_batch
+from nst_jax.batching import pad_batch, run_batch
 from nst_jax.config import ConfigError, StyleConfig, field
 from nst_jax.image_io import ImageSource
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, LossWeights, StyleTargets, compute_targets, loss_function
+from nst_jax.mesh import gather
 from nst_jax.optimize import LossFn, Optimization, Progress, SolverSpec, Status, compile_solver
 from nst_jax.result import StyleResult
 from nst_jax.vgg import LAYER_NAMES, min_input_size, validate_layers
@@ -273,7 +274,7 @@ def results_from(
     evaluated = pad_batch(inputs, input_axes, last.image.shape[0]) if batched else inputs
     compiled = compile_solver(loss_spec_for(loss_config), solver_spec_for(loss_config), input_axes)
     final = LossTerms(*(gather(t) for t in compiled.terms(last.image, evaluated)))
-    images = gather(last.image) if batched else np.asarray(last.image)[None]
+    images = gather(last.image) if batched else gather(last.image)[None]
 
     def member(values: np.ndarray, index: int) -> np.ndarray:
         return values[:, index] if batched else values
