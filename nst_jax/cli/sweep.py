@@ -16,7 +16,6 @@ import numpy as np
 from tqdm import tqdm
 
 from nst_jax import image_io
-from nst_jax.batching import gather
 from nst_jax.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -36,6 +35,7 @@ from nst_jax.cli.common import (
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.memory import BatchPlan
+from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status
 from nst_jax.result import StyleResult
 from nst_jax.sweep import stylize_sweep
