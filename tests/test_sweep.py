@@ -86,8 +86,10 @@ def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, a
 
 
 def test_memory_estimate_grows_with_size_and_depth():
-    small, large = activation_bytes(64, 64, CONFIG), activation_bytes(128, 128, CONFIG)
+    # 4x the pixels, nearly 4x the memory once the image-sized arrays outweigh the network's weights
+    small, large = activation_bytes(1024, 1024, CONFIG), activation_bytes(2048, 2048, CONFIG)
     assert 3.5 < large / small < 4.5
+    small = activation_bytes(64, 64, CONFIG)
     shallow = CONFIG.replace(content_layers=("relu1_1",), style_layers=("relu1_1",))
     assert activation_bytes(64, 64, shallow) < small
     assert plan_batch(5, 64, 64, CONFIG).per_run == 5
