@@ -64,8 +64,11 @@ def gram_matrix(features: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> 
     if features.ndim != 3:
         raise ValueError(f"gram_matrix expects (H, W, C) features, got shape {features.shape}")
     height, width, channels = features.shape
-    flat = features.reshape(height * width, channels)
-    gram = flat.T @ flat
+    # A contraction over (H, W) rather than a product of the (H*W, C) reshape: with the rows split over devices
+    # (``mesh.spread_rows``) it stays a sum of per-device Gram matrices, where the reshape of rows that do not
+    # divide evenly made XLA gather the features (measured at 341x512 px on 4 devices: 169 vs 270 MiB of
+    # temporaries per device; 650 on one).
+    gram = jnp.einsum("hwc,hwd->cd", features, features)
     return gram / (channels * height * width) if form == "normalized" else gram
 
 

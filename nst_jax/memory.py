@@ -33,6 +33,11 @@ RUNTIME_BYTES = 512 * 2**20
 """What a run needs besides its arrays: XLA compiling it (about 0.4 GiB measured on CPU, at any image size)."""
 PROCESS_FACTOR = 1.9
 """A process's peak resident memory over XLA's buffers for its chunk (1.8-1.9 measured on CPU; see above)."""
+SPATIAL_SHARE = 0.15
+"""Split over n devices by rows, each holds 1/n of the activations plus this fraction of them (halos, padding of
+uneven rows): 1/4 + 0.33, 0.40 and 0.55 of a single device's measured at 681x1024, 341x512 and 170x256 px over 4
+forced CPU devices (Adam; benchmarks/RESULTS.md); with 0.15 the estimate is within 20 % at the two larger sizes
+(+18 %, -7 %) and 31 % under at the smallest, where what is not split (weights, halos) dominates."""
 ALLOCATOR_SHARE = 0.1
 """On accelerators, where XLA's buffers are the device's memory: a margin for the allocator (not measured here)."""
 TILE_SIZES = (2048, 1024, 512, 256)
@@ -104,7 +109,8 @@ def device_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 
     split_image = image // shards if height % shards == 0 else image
     fixed = _weight_elements(layers) + _target_elements(height, width, config)
     activation_size = 2 if config.precision == "bfloat16" else FLOAT_BYTES
-    return FLOAT_BYTES * (fixed + split_image) + activation_size * math.ceil(activations / shards)
+    share = 1.0 if shards == 1 else 1 / shards + SPATIAL_SHARE
+    return FLOAT_BYTES * (fixed + split_image) + activation_size * math.ceil(activations * share)
 
 
 def activation_bytes(height: int, width: int, config: StyleConfig) -> int:

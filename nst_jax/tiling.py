@@ -166,9 +166,8 @@ def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], 
         partial Gram sums."""
         features = extract_features(vgg_params, spread_rows(region) if spatial else region, layers, pooling, precision)
         inner = {layer: _interior(features[layer], tile, layer_stride(layer)) for layer in layers}
-        flat = {layer: inner[layer].reshape(-1, inner[layer].shape[-1]) for layer in style_layers}
         return ({layer: inner[layer] for layer in content_layers},
-                {layer: flat[layer].T @ flat[layer] for layer in style_layers})
+                {layer: jnp.einsum("hwc,hwd->cd", inner[layer], inner[layer]) for layer in style_layers})
 
     def place(tile: jax.Array, layer: str) -> tuple[jax.Array, jax.Array, int]:
         """Where a tile's region lies in ``layer``'s whole-image map: (row, column, 0)."""
