@@ -455,6 +455,9 @@ def benchmark_size(
             warm = run()
             row = Row("nst_jax", name, jax_device_name(), shape, optimizer, warm, warm.compile_seconds)
             runners.append((row, run))
+        if len(runners) > 1:  # each cold warm-up cleared JAX's caches: compile the others again, untimed
+            for _, rewarm in runners[:-1]:
+                rewarm()
         config = base.replace(optimizer=optimizer)
         run = functools.partial(run_torch, model, content, styles, init, config)
         log(f"{shape[0]}x{shape[1]} {optimizer} torch[{TORCH_BACKENDS[optimizer]}]: warm-up")
