@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.mesh import spread_rows
+from nst_jax.mesh import gram_sum, spread_rows
 from nst_jax.tiling import remat_full_resolution, tiled_statistics
 from nst_jax.vgg import (
     DEFAULT_POOLING,
@@ -64,11 +64,7 @@ def gram_matrix(features: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> 
     if features.ndim != 3:
         raise ValueError(f"gram_matrix expects (H, W, C) features, got shape {features.shape}")
     height, width, channels = features.shape
-    # A contraction over (H, W) rather than a product of the (H*W, C) reshape: with the rows split over devices
-    # (``mesh.spread_rows``) it stays a sum of per-device Gram matrices, where the reshape of rows that do not
-    # divide evenly made XLA gather the features (measured at 341x512 px on 4 devices: 169 vs 270 MiB of
-    # temporaries per device; 650 on one).
-    gram = jnp.einsum("hwc,hwd->cd", features, features)
+    gram = gram_sum(features, spread=False)
     return gram / (channels * height * width) if form == "normalized" else gram
 
 
@@ -246,7 +242,8 @@ def _blended_targets(
     for index, image in enumerate(style_images):
         if tile_size is None:
             features = extract_features(vgg_params, spread(image), style_layers, pooling, precision)
-            image_grams = {layer: gram_matrix(features[layer], form=form) for layer in style_layers}
+            image_grams = {layer: _normalized_sum(gram_sum(features[layer], spread=True), image.shape, layer, form)
+                           if spatial else gram_matrix(features[layer], form=form) for layer in style_layers}
         else:
             _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size, spatial=spatial,
                                        precision=precision)
@@ -327,6 +324,9 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
 
     def statistics(vgg_params: Mapping, image: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         maps = extract_features(vgg_params, image, spec.layers, spec.pooling, spec.precision)
+        if spec.spatial:
+            return maps, {layer: _normalized_sum(gram_sum(maps[layer], spread=True), image.shape, layer, form)
+                          for layer in spec.style_layers}
         return maps, {layer: gram_matrix(maps[layer], form=form) for layer in spec.style_layers}
 
     if spec.remat:

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.mesh import FULL_RESOLUTION_LAYERS, spread_rows
+from nst_jax.mesh import FULL_RESOLUTION_LAYERS, gram_sum, spread_rows
 from nst_jax.vgg import DEFAULT_PRECISION, architecture_of, extract_features, layer_names, layer_stride
 
 Statistics = tuple[dict[str, jax.Array], dict[str, jax.Array]]
@@ -167,7 +167,7 @@ def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], 
         features = extract_features(vgg_params, spread_rows(region) if spatial else region, layers, pooling, precision)
         inner = {layer: _interior(features[layer], tile, layer_stride(layer)) for layer in layers}
         return ({layer: inner[layer] for layer in content_layers},
-                {layer: jnp.einsum("hwc,hwd->cd", inner[layer], inner[layer]) for layer in style_layers})
+                {layer: gram_sum(inner[layer], spread=spatial) for layer in style_layers})
 
     def place(tile: jax.Array, layer: str) -> tuple[jax.Array, jax.Array, int]:
         """Where a tile's region lies in ``layer``'s whole-image map: (row, column, 0)."""
