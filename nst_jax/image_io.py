@@ -43,6 +43,7 @@ __all__ = [
     "image_size",
     "is_own_image",
     "load_image",
+    "load_mask",
     "read_png_metadata",
     "resize_image",
     "save_image",
@@ -90,6 +91,13 @@ def load_image(source: ImageSource) -> np.ndarray:
         raise
     except Exception as e:
         raise ImageError(f"cannot read image '{path}': {_reason(e)}") from e
+
+
+def load_mask(source: ImageSource, height: int, width: int) -> np.ndarray:
+    """A greyscale mask (white = 1) at ``source`` as ``(height, width)`` float32 in ``[0, 1]``: read as an image
+    (colour masks count by the mean of their channels; transparency is white), resized with Lanczos like images."""
+    grey = load_image(source).mean(axis=-1)
+    return resize_image(grey, height, width)
 
 
 def image_size(source: ImageSource) -> tuple[int, int]:
@@ -372,16 +380,15 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resizes an image to ``height`` x ``width`` with Lanczos filtering, clipped to ``[0, 1]``."""
     height, width = _positive_int(height, "height"), _positive_int(width, "width")
     array = _float_image(image)
-    if array.shape[:2] == (height, width):
-        return np.clip(array, 0.0, 1.0)
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[..., c])).resize((width, height), Image.Resampling.LANCZOS),
-            dtype=np.float32,
-        )
-        for c in range(array.shape[-1])
-    ]
-    out = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+    if array.shape[:2] != (height, width):
+        array = np.stack([
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(array[..., c])).resize((width, height), Image.Resampling.LANCZOS),
+                dtype=np.float32,
+            )
+            for c in range(array.shape[-1])
+        ], axis=-1)
+    out = np.clip(array, 0.0, 1.0)
     return out[..., 0] if np.ndim(image) == 2 else out
 
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.mesh import gram_sum, spread_rows
+from nst_jax.mesh import gram_sum, guided_gram_sum, spread_rows
 from nst_jax.tiling import remat_full_resolution, tiled_statistics
 from nst_jax.vgg import (
     DEFAULT_POOLING,
@@ -134,6 +134,53 @@ def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = DEFAULT_FOR
     return jnp.mean(vertical) + jnp.mean(horizontal)
 
 
+def layer_masks(masks: jax.typing.ArrayLike, layers: Sequence[str]) -> dict[str, jax.Array]:
+    """(R, H, W) guidance channels at each layer's resolution: the mean of each stride x stride block (the last
+    partial block dropped, as VGG's pooling drops it), i.e. the share of the layer position's pixels in the region.
+
+    Gatys et al. 2017 (sec. 4.1) leave the choice open (re-sampling, or propagating through the network). Block
+    means keep every region's area at every layer (nearest-neighbour sampling loses thin regions at ``relu5_1``'s
+    1/16 resolution) and turn a hard border into a one-position band where the styles blend.
+    """
+    masks = jnp.asarray(masks, jnp.float32)
+    result = {}
+    for layer in layers:
+        stride = layer_stride(layer)
+        regions, height, width = masks.shape[0], masks.shape[1] // stride, masks.shape[2] // stride
+        blocks = masks[:, : height * stride, : width * stride].reshape(regions, height, stride, width, stride)
+        result[layer] = blocks.mean(axis=(2, 4))
+    return result
+
+
+def _region_scale(masks: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """For (R, h, w) guidance channels: positions / area of each region (0 for an empty one), and which are not
+    empty. The area is the sum of m^2, the weight a guided Gram matrix gives each position."""
+    areas = jnp.sum(jnp.square(masks), axis=(1, 2))
+    present = areas > 0
+    positions = masks.shape[1] * masks.shape[2]
+    return jnp.where(present, positions / jnp.where(present, areas, 1.0), 0.0), present
+
+
+def guided_grams(raw: jax.Array, masks: jax.Array, *, form: str = DEFAULT_FORM) -> jax.Array:
+    """Guided Gram matrices (R, C, C) from raw guided sums (``mesh.guided_gram_sum``) over (R, h, w) ``masks``:
+    normalized by each region's area, so that a region's matrix is the Gram matrix its features would have if they
+    covered the image (an all-white mask gives ``gram_matrix`` exactly, a small region is not drowned)."""
+    scale, _ = _region_scale(masks)
+    positions = masks.shape[1] * masks.shape[2]
+    grams = raw * scale[:, None, None]
+    return grams / (raw.shape[-1] * positions) if form == "normalized" else grams
+
+
+def guided_gram_loss(grams: jax.Array, target_grams: jax.Array, masks: jax.Array, *, form: str = DEFAULT_FORM
+                     ) -> jax.Array:
+    """E_l of a guided run: the sum over regions of ``gram_loss`` between each region's guided Gram matrix and its
+    style's target; an empty region adds nothing."""
+    _, present = _region_scale(masks)
+    positions = masks.shape[1] * masks.shape[2]
+    per_region = jax.vmap(lambda gram, target: gram_loss(gram, target, positions, form=form))(grams, target_grams)
+    return jnp.sum(jnp.where(present, per_region, 0.0))
+
+
 class LossTerms(NamedTuple):
     """The weighted total and the unweighted content, style and total-variation losses."""
 
@@ -163,6 +210,9 @@ class StyleTargets(NamedTuple):
 
     content: dict[str, jax.Array]
     style_grams: dict[str, jax.Array]
+    regions: dict[str, jax.Array] | None = None
+    """Spatial control (Gatys et al. 2017): each style's region of the output at each style layer's resolution,
+    (R, h, w) guidance channels in [0, 1] (``layer_masks``); ``style_grams`` are then (R, C, C), style r's own."""
 
 
 def equal_layer_weights(layers: Sequence[str]) -> tuple[float, ...]:
@@ -201,14 +251,40 @@ def compute_targets(
     tile_size: int | None = None,
     spatial: bool = False,
     precision: str = DEFAULT_PRECISION,
+    regions: jax.typing.ArrayLike | None = None,
+    source_masks: Sequence[jax.typing.ArrayLike | None] | None = None,
 ) -> StyleTargets:
     """Content features of the content image and blend-weighted Gram matrices of the style images (computed tile by
     tile, exactly, for images larger than ``tile_size``; ``spatial``: with each image's rows split over every
-    device; ``precision``: VGG's convolutions', ``vgg.PRECISIONS``)."""
-    shares = blend_fractions(blend_weights, len(style_images))
+    device; ``precision``: VGG's convolutions', ``vgg.PRECISIONS``).
+
+    Spatial control (Gatys et al. 2017): ``regions`` (R, H, W), one guidance channel in [0, 1] per style image at
+    the content's size, gives each style its region of the output: the targets keep each style's own Gram matrix
+    (no blending) and the guidance channels at each style layer (``layer_masks``). ``source_masks``: per style
+    image, None or an (H_s, W_s) channel selecting the part of it whose statistics are its target (a guided Gram
+    matrix, normalized by the area)."""
+    count = len(style_images)
+    if regions is None:
+        shares = blend_fractions(blend_weights, count)
+    else:
+        regions = jnp.asarray(regions, jnp.float32)
+        if blend_weights is not None:
+            raise ValueError("style blend weights do not apply with style regions: each style has its own region")
+        if regions.ndim != 3 or regions.shape[0] != count or regions.shape[1:] != jnp.shape(content_image)[:2]:
+            raise ValueError(f"style regions must be (styles, height, width) = ({count}, "
+                             f"{jnp.shape(content_image)[0]}, {jnp.shape(content_image)[1]}), got {regions.shape}")
+        shares = np.ones(count, np.float32)
+    sources = [None] * count if source_masks is None else list(source_masks)
+    if len(sources) != count:
+        raise ValueError(f"{len(sources)} source masks for {count} style images")
+    for index, (source, image) in enumerate(zip(sources, style_images)):
+        if source is not None and jnp.shape(source) != jnp.shape(image)[:2]:
+            raise ValueError(f"source mask {index + 1} is {jnp.shape(source)}, its style image "
+                             f"{jnp.shape(image)[:2]}")
+    sources = [None if source is None else jnp.asarray(source, jnp.float32)[None] for source in sources]
     if tile_size is not None and all(max(jnp.shape(im)[:2]) <= tile_size for im in (content_image, *style_images)):
         tile_size = None  # every image is one tile
-    return _blended_targets(vgg_params, content_image, list(style_images), shares,
+    return _blended_targets(vgg_params, content_image, list(style_images), shares, regions, sources,
                             content_layers=validate_layers(content_layers),
                             style_layers=validate_layers(style_layers), pooling=pooling, form=form,
                             tile_size=tile_size, spatial=spatial, precision=precision)
@@ -221,6 +297,8 @@ def _blended_targets(
     content_image: jax.Array,
     style_images: list[jax.Array],
     shares: jax.Array,
+    regions: jax.Array | None,
+    sources: list[jax.Array | None],
     *,
     content_layers: tuple[str, ...],
     style_layers: tuple[str, ...],
@@ -238,18 +316,30 @@ def _blended_targets(
     else:
         content, _ = tiled_statistics(vgg_params, content_image, content_layers, (), pooling, tile_size,
                                       spatial=spatial, precision=precision)
-    grams = {layer: 0.0 for layer in style_layers}
-    for index, image in enumerate(style_images):
+    each = []
+    for image, source in zip(style_images, sources):
+        masks = None if source is None else layer_masks(source, style_layers)
         if tile_size is None:
             features = extract_features(vgg_params, spread(image), style_layers, pooling, precision)
-            image_grams = {layer: _normalized_sum(gram_sum(features[layer], spread=True), image.shape, layer, form)
-                           if spatial else gram_matrix(features[layer], form=form) for layer in style_layers}
+            if masks is not None:
+                sums = {layer: guided_gram_sum(features[layer], masks[layer]) for layer in style_layers}
+            elif spatial:
+                sums = {layer: gram_sum(features[layer], spread=True) for layer in style_layers}
+            else:  # the reshape's product, as the loss's own Gram matrices (``mesh.gram_sum``)
+                each.append({layer: gram_matrix(features[layer], form=form) for layer in style_layers})
+                continue
         else:
             _, sums = tiled_statistics(vgg_params, image, (), style_layers, pooling, tile_size, spatial=spatial,
-                                       precision=precision)
-            image_grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in style_layers}
-        for layer in style_layers:
-            grams[layer] = grams[layer] + shares[index] * image_grams[layer]
+                                       precision=precision, masks=masks)
+        if masks is None:
+            each.append({layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in style_layers})
+        else:
+            each.append({layer: guided_grams(sums[layer], masks[layer], form=form)[0] for layer in style_layers})
+    if regions is not None:  # each style its own target, for its own region
+        return StyleTargets(content=content, style_grams={layer: jnp.stack([grams[layer] for grams in each])
+                                                          for layer in style_layers},
+                            regions=layer_masks(regions, style_layers))
+    grams = {layer: sum(shares[index] * grams[layer] for index, grams in enumerate(each)) for layer in style_layers}
     return StyleTargets(content=content, style_grams=grams)
 
 
@@ -322,8 +412,12 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
     per_layer = dict(zip(spec.style_layers, spec.style_layer_weights))
     form = spec.form
 
-    def statistics(vgg_params: Mapping, image: jax.Array) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    def statistics(vgg_params: Mapping, image: jax.Array, regions: dict[str, jax.Array] | None
+                   ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         maps = extract_features(vgg_params, image, spec.layers, spec.pooling, spec.precision)
+        if regions is not None:
+            return maps, {layer: guided_grams(guided_gram_sum(maps[layer], regions[layer]), regions[layer], form=form)
+                          for layer in spec.style_layers}
         if spec.spatial:
             return maps, {layer: _normalized_sum(gram_sum(maps[layer], spread=True), image.shape, layer, form)
                           for layer in spec.style_layers}
@@ -333,24 +427,28 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
         statistics = remat_full_resolution(statistics)
 
     def loss_terms(image: jax.Array, inputs: LossInputs) -> LossTerms:
+        regions = inputs.targets.regions
         if spec.tile_size is not None and max(image.shape[:2]) > spec.tile_size:
             # Tile by tile (nst_jax.tiling): the content maps and raw Gram sums, exactly the whole image's.
             maps, sums = tiled_statistics(inputs.vgg_params, image, spec.content_layers, spec.style_layers,
                                           spec.pooling, spec.tile_size, remat=spec.remat, spatial=spec.spatial,
-                                          precision=spec.precision)
-            grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) for layer in spec.style_layers}
+                                          precision=spec.precision, masks=regions)
+            grams = {layer: _normalized_sum(sums[layer], image.shape, layer, form) if regions is None
+                     else guided_grams(sums[layer], regions[layer], form=form) for layer in spec.style_layers}
         else:
-            maps, grams = statistics(inputs.vgg_params, spread_rows(image) if spec.spatial else image)
+            maps, grams = statistics(inputs.vgg_params, spread_rows(image) if spec.spatial else image, regions)
         targets, weights = inputs.targets, inputs.weights
         content = _scaled(
             [content_loss(maps[layer], targets.content[layer], form=form) for layer in spec.content_layers],
             weights.content_layers,
         )
-        style = _scaled(
-            [w * gram_loss(grams[layer], targets.style_grams[layer], _positions(image.shape, layer), form=form)
-             for layer, w in per_layer.items()],
-            weights.style_layers,
-        )
+
+        def layer_loss(layer: str) -> jax.Array:
+            if regions is None:
+                return gram_loss(grams[layer], targets.style_grams[layer], _positions(image.shape, layer), form=form)
+            return guided_gram_loss(grams[layer], targets.style_grams[layer], regions[layer], form=form)
+
+        style = _scaled([w * layer_loss(layer) for layer, w in per_layer.items()], weights.style_layers)
         tv = total_variation_loss(image, form=form)
         total = weights.content * content + weights.style * style + weights.tv * tv
         return LossTerms(total=total, content=content, style=style, tv=tv)

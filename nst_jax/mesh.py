@@ -52,6 +52,13 @@ def gram_sum(features: jax.Array, *, spread: bool) -> jax.Array:
     return flat.T @ flat
 
 
+def guided_gram_sum(features: jax.Array, masks: jax.Array) -> jax.Array:
+    """sum over positions of (m f)(m f)^T of (H, W, C) features for each of the (R, H, W) guidance channels ``masks``
+    (Gatys et al. 2017's guided Gram matrices, unnormalized): (R, C, C). A contraction over (H, W), so it stays a
+    sum of per-device matrices where rows are split."""
+    return jnp.einsum("rhw,hwc,hwd->rcd", jnp.square(masks), features, features)
+
+
 def gather(array: jax.Array) -> np.ndarray:
     """A global array as one host NumPy array in every process: across processes (after
     ``jax.distributed.initialize()``) by an all-gather, since a process cannot read other processes' devices."""
@@ -62,5 +69,5 @@ def gather(array: jax.Array) -> np.ndarray:
     return np.asarray(array)
 
 
-__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "gather", "gram_sum", "row_sharding",
-           "spread_rows"]
+__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "gather", "gram_sum", "guided_gram_sum",
+           "row_sharding", "spread_rows"]

@@ -183,6 +183,40 @@ def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.
     return image_io.resize_image(image_io.load_image(config.init), height, width)
 
 
+# ----------------------------------------------------------------------------------------------- spatial control
+
+
+def region_masks(masks: Sequence[ImageSource] | None, styles: int, shape: Sequence[int]) -> np.ndarray | None:
+    """The style masks (one per style image, white where its style applies on the output) as (R, H, W) guidance
+    channels at the content's ``shape`` (Gatys et al. 2017, sec. 4.1); None: no spatial control. ``ValueError``
+    (``ImageError``) for a wrong count or a mask that cannot be read."""
+    if masks is None:
+        return None
+    masks = as_list(masks)
+    if len(masks) != styles:
+        raise ValueError(f"{len(masks)} style mask(s) for {styles} style image(s): give one per style image")
+    return np.stack([image_io.load_mask(mask, *shape[:2]) for mask in masks])
+
+
+def source_masks(masks: Sequence[ImageSource | None] | None, styles: Sequence[np.ndarray]
+                 ) -> list[np.ndarray | None] | None:
+    """The style source masks (per style image, None or the part of it whose statistics are its target) at each
+    style image's size; ``ValueError`` for a wrong count, an unreadable mask or one that selects nothing."""
+    if masks is None:
+        return None
+    masks = as_list(masks)
+    if len(masks) != len(styles):
+        raise ValueError(f"{len(masks)} style source mask(s) for {len(styles)} style image(s): give one per style "
+                         f"image (None, or 'all' on the command line, for the whole image)")
+    loaded = [None if mask is None else image_io.load_mask(mask, *style.shape[:2])
+              for mask, style in zip(masks, styles)]
+    for index, mask in enumerate(loaded, start=1):
+        if mask is not None and not mask.max() > 0:
+            raise ValueError(f"style source mask {index} is black everywhere: it selects no part of style image "
+                             f"{index}")
+    return loaded
+
+
 # ----------------------------------------------------------------------------------------------- the problem
 
 
@@ -214,14 +248,20 @@ def loss_weights_for(config: StyleConfig) -> LossWeights:
 
 
 def targets_for(
-    vgg: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig, *, spatial: bool = False
+    vgg: VGGWeights, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig, *, spatial: bool = False,
+    regions: np.ndarray | None = None, sources: Sequence[np.ndarray | None] | None = None,
 ) -> StyleTargets:
     """Content features and blended style Gram matrices for ``config`` (``spatial``: rows split over every
-    device)."""
+    device); with ``regions`` (``region_masks``) each style's own, for its region, guided by ``sources``
+    (``source_masks``)."""
+    if regions is not None and config.style_blend_weights is not None:
+        raise ConfigError(f"{field('style_blend_weights')} does not combine with style masks: each style has its own "
+                          f"region (make a style's region larger to give it more of the image)")
     return compute_targets(
         vgg.params, content, list(styles), blend_weights=config.style_blend_weights,
         content_layers=config.content_layers, style_layers=config.style_layers, pooling=config.pooling,
         form=config.loss_form, tile_size=config.tile_size, spatial=spatial, precision=config.precision,
+        regions=regions, source_masks=sources,
     )
 
 

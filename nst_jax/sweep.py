@@ -18,12 +18,13 @@ import numpy as np
 from nst_jax import image_io
 from nst_jax.config import StyleConfig
 from nst_jax.image_io import ImageSource
-from nst_jax.losses import LossInputs, LossWeights, StyleTargets
+from nst_jax.losses import LossInputs, LossWeights, StyleTargets, layer_masks
 from nst_jax.memory import BatchPlan, plan_batch
 from nst_jax.optimize import Progress, Status
 from nst_jax.problem import (
     Part,
     VGGArgument,
+    as_list,
     check_shapes,
     color_inputs,
     configure_for,
@@ -31,8 +32,10 @@ from nst_jax.problem import (
     initial_image,
     loss_weights_for,
     prepare_images,
+    region_masks,
     resolve_vgg,
     run_parts,
+    source_masks,
     spans,
     targets_for,
 )
@@ -82,12 +85,14 @@ def stylize_sweep(
     vgg: VGGArgument = None,
     callback: Callable[[Progress], None] | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
+    style_masks: Sequence[ImageSource] | None = None,
+    style_source_masks: Sequence[ImageSource | None] | None = None,
     weights: VGGArgument = None,
 ) -> list[StyleResult]:
     """One batched optimization per weighting (alpha, beta, TV); result i equals ``stylize`` with weighting i.
 
-    ``config.preserve_color`` applies as in ``stylize``; ``config.scales`` is refused (``ValueError``). ``vgg`` as
-    in ``stylize``.
+    ``config.preserve_color``, ``style_masks`` and ``style_source_masks`` apply as in ``stylize``;
+    ``config.scales`` is refused (``ValueError``). ``vgg`` as in ``stylize``.
     """
     _one_scale(config, "stylize_sweep")
     vgg = resolve_vgg(vgg, weights, caller="stylize_sweep")
@@ -95,7 +100,9 @@ def stylize_sweep(
     configs = _weight_grid(config, style_weights, content_weights, tv_weights)
     content_image, styles = prepare_images(content, style, config)
     seen_content, seen_styles = color_inputs(content_image, styles, config.preserve_color)
-    targets = targets_for(vgg, seen_content, seen_styles, config)
+    targets = targets_for(vgg, seen_content, seen_styles, config,
+                          regions=region_masks(style_masks, len(styles), content_image.shape),
+                          sources=source_masks(style_source_masks, styles))
     x0 = initial_image(config, seen_content, seen_styles)
     plan = plan_batch(len(configs), *content_image.shape[:2], config)
     if on_plan is not None:
@@ -136,17 +143,24 @@ def stylize_batch(
     vgg: VGGArgument = None,
     on_done: Callable[[BatchItem], None] | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
+    style_masks: Sequence[ImageSource] | Sequence[Sequence[ImageSource]] | None = None,
+    style_source_masks: Sequence[ImageSource | None] | None = None,
     weights: VGGArgument = None,
 ) -> list[BatchItem]:
     """Stylize many content images with one style: same-size images run as one batch; bad images are skipped.
 
     ``config.preserve_color`` applies to each content as in ``stylize`` (the styles are then recoloured per content,
-    so each member gets its own style targets); ``config.scales`` is refused (``ValueError``). ``vgg`` as in
-    ``stylize``.
+    so each member gets its own style targets); ``config.scales`` is refused (``ValueError``). ``style_masks``: one
+    mask per style image for every content, or (a list of such lists, one per content) each content's own; a
+    content whose own masks cannot be read is skipped like a bad image. ``style_source_masks`` as in ``stylize``.
+    ``vgg`` as in ``stylize``.
     """
     _one_scale(config, "stylize_batch")
     vgg = resolve_vgg(vgg, weights, caller="stylize_batch")
     config = configure_for(config, vgg)
+    count = len(as_list(style))
+    own_masks = style_masks is not None and len(style_masks) == len(contents) and all(
+        isinstance(masks, (list, tuple)) for masks in style_masks)
     items: list[BatchItem | None] = [None] * len(contents)
 
     def done(index: int, item: BatchItem) -> None:
@@ -154,53 +168,71 @@ def stylize_batch(
         if on_done is not None:
             on_done(item)
 
-    groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+    groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
     for index, source in enumerate(contents):
         try:
             image = image_io.load_image(source)
             check_shapes(image.shape, config, parts=("content",))
             shape = content_shape(image.shape, config.image_size)
             image = image_io.resize_image(image, *shape)
+            regions = region_masks(style_masks[index], count, shape) if own_masks else None
         except ValueError as error:  # image_io.ImageError and ConfigError are ValueErrors
             done(index, BatchItem(source, error=str(error)))
             continue
-        groups.setdefault(shape, []).append((index, image))
+        groups.setdefault(shape, []).append((index, image, regions))
     for (height, width), members in groups.items():
         _, styles = prepare_images(members[0][1], style, config)
+        sources = source_masks(style_source_masks, styles)
+        shared = None if own_masks else region_masks(style_masks, count, (height, width))
+        if not own_masks:
+            members = [(index, image, shared) for index, image, _ in members]
         # The group's style targets, unless the styles are recoloured to each content (then each member has its own).
-        grams = targets_for(vgg, members[0][1], styles, config).style_grams if config.preserve_color is None else None
+        grams = None
+        if config.preserve_color is None:
+            grams = targets_for(vgg, members[0][1], styles, config, regions=members[0][2], sources=sources).style_grams
         plan = plan_batch(len(members), height, width, config)
         if on_plan is not None:
             on_plan(plan)
         member_spans = list(spans(len(members), plan.per_run))
-        parts = (_batch_part(members[span], styles, grams, vgg, config) for span in member_spans)
+        parts = (_batch_part(members[span], styles, sources, grams, vgg, config, own_regions=own_masks)
+                 for span in member_spans)
         for span, results in zip(member_spans, run_parts(parts, vgg, config)):
-            for (index, _), result in zip(members[span], results):
+            for (index, _, _), result in zip(members[span], results):
                 done(index, BatchItem(contents[index], result=result))
             if any(result.status == Status.INTERRUPTED for result in results):
                 return [item for item in items if item is not None]
     return [item for item in items if item is not None]
 
 
-def _batch_part(members: Sequence[tuple[int, np.ndarray]], styles: Sequence[np.ndarray],
-                grams: dict[str, jax.Array] | None, vgg: VGGWeights, config: StyleConfig) -> Part:
-    """The sub-batch of ``members`` (index, content image): each member's own content targets, and the group's
-    style ``grams``, or (None) each member's own, computed from the styles recoloured to its content."""
-    seen = [color_inputs(image, styles, config.preserve_color) for _, image in members]
+def _batch_part(members: Sequence[tuple[int, np.ndarray, np.ndarray | None]], styles: Sequence[np.ndarray],
+                sources: Sequence[np.ndarray | None] | None, grams: dict[str, jax.Array] | None, vgg: VGGWeights,
+                config: StyleConfig, *, own_regions: bool) -> Part:
+    """The sub-batch of ``members`` (index, content image, style regions or None): each member's own content
+    targets, and the group's style ``grams``, or (None) each member's own, computed from the styles recoloured to
+    its content; the style regions each member's own (``own_regions``) or the group's."""
+    seen = [color_inputs(image, styles, config.preserve_color) for _, image, _ in members]
+    regions = [member_regions for _, _, member_regions in members]
+    region_axis = 0 if own_regions else None
     if grams is not None:
         content_targets = _content_targets(vgg, np.stack([content for content, _ in seen]), config)
-        targets = StyleTargets(content=content_targets, style_grams=grams)
-        target_axes = StyleTargets(content=0, style_grams=None)
+        layers = None
+        if regions[0] is not None:
+            per_member = [layer_masks(member_regions, config.style_layers) for member_regions in regions]
+            layers = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *per_member) if own_regions \
+                else per_member[0]
+        targets = StyleTargets(content=content_targets, style_grams=grams, regions=layers)
+        target_axes = StyleTargets(content=0, style_grams=None, regions=region_axis)
     else:
-        per_member = [targets_for(vgg, content, recoloured, config) for content, recoloured in seen]
+        per_member = [targets_for(vgg, content, recoloured, config, regions=member_regions, sources=sources)
+                      for (content, recoloured), member_regions in zip(seen, regions)]
         targets = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *per_member)
-        target_axes = StyleTargets(content=0, style_grams=0)
+        target_axes = StyleTargets(content=0, style_grams=0, regions=None if regions[0] is None else 0)
     return Part(
         x0=np.stack([initial_image(config, content, recoloured) for content, recoloured in seen]),
         inputs=LossInputs(vgg.params, targets, loss_weights_for(config)),
         input_axes=LossInputs(vgg_params=None, targets=target_axes, weights=None),
         configs=[config] * len(members),
-        contents=[image for _, image in members],
+        contents=[image for _, image, _ in members],
     )
 
 

@@ -31,11 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.mesh import FULL_RESOLUTION_LAYERS, gram_sum, spread_rows
+from nst_jax.mesh import FULL_RESOLUTION_LAYERS, gram_sum, guided_gram_sum, spread_rows
 from nst_jax.vgg import DEFAULT_PRECISION, architecture_of, extract_features, layer_names, layer_stride
 
 Statistics = tuple[dict[str, jax.Array], dict[str, jax.Array]]
-"""Content feature maps (whole image) by content layer, raw Gram sums (sum over positions of f f^T) by style layer."""
+"""Content feature maps (whole image) by content layer, raw Gram sums (sum over positions of f f^T) by style layer
+(guided: one per guidance channel, (R, C, C))."""
+
+Masks = dict[str, jax.Array] | None
+"""Guidance channels (R, h, w) by style layer, or None (plain Gram sums)."""
 
 
 def receptive_radius(layers: tuple[str, ...], architecture: str) -> int:
@@ -143,12 +147,15 @@ def remat_full_resolution(function: Callable) -> Callable:
 def tiled_statistics(
     vgg_params: Mapping, image: jax.Array, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
     pooling: str, tile_size: int, *, remat: bool = False, spatial: bool = False, precision: str = DEFAULT_PRECISION,
+    masks: Mapping[str, jax.Array] | None = None,
 ) -> Statistics:
     """The whole image's features at ``content_layers`` and raw Gram sums at ``style_layers``, computed tile by tile;
     differentiable with respect to ``image`` (tile by tile too). ``remat``: each tile's full-resolution activations
     recomputed in its backward pass; ``spatial``: each tile split along its height over every device;
-    ``precision``: VGG's convolutions' (``vgg.PRECISIONS``)."""
-    return _statistics(content_layers, style_layers, pooling, tile_size, remat, spatial, precision)(vgg_params, image)
+    ``precision``: VGG's convolutions' (``vgg.PRECISIONS``); ``masks``: guidance channels (R, h, w) at each style
+    layer's resolution, whose guided sums (``mesh.guided_gram_sum``) replace the Gram sums."""
+    statistics = _statistics(content_layers, style_layers, pooling, tile_size, remat, spatial, precision)
+    return statistics(vgg_params, image, None if masks is None else dict(masks))
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,55 +168,62 @@ def _statistics(content_layers: tuple[str, ...], style_layers: tuple[str, ...], 
     def tiling(vgg_params: Mapping, image: jax.Array) -> TilePlan:
         return plan_tiles(image.shape[0], image.shape[1], tile_size, layers, architecture_of(vgg_params))
 
-    def tile_statistics(vgg_params: Mapping, region: jax.Array, tile: jax.Array) -> Statistics:
+    def tile_statistics(vgg_params: Mapping, region: jax.Array, tile: jax.Array, masks: Masks) -> Statistics:
         """A region's features with all but the tile's interior zeroed at the content layers, and the interior's
-        partial Gram sums."""
+        partial Gram sums (guided by the region's part of ``masks``, if any)."""
         features = extract_features(vgg_params, spread_rows(region) if spatial else region, layers, pooling, precision)
         inner = {layer: _interior(features[layer], tile, layer_stride(layer)) for layer in layers}
-        return ({layer: inner[layer] for layer in content_layers},
-                {layer: gram_sum(inner[layer], spread=spatial) for layer in style_layers})
+        if masks is None:
+            sums = {layer: gram_sum(inner[layer], spread=spatial) for layer in style_layers}
+        else:
+            sums = {layer: guided_gram_sum(inner[layer], jax.lax.dynamic_slice(
+                masks[layer], (0, *place(tile, layer)[:2]), (masks[layer].shape[0], *inner[layer].shape[:2])))
+                for layer in style_layers}
+        return {layer: inner[layer] for layer in content_layers}, sums
 
     def place(tile: jax.Array, layer: str) -> tuple[jax.Array, jax.Array, int]:
         """Where a tile's region lies in ``layer``'s whole-image map: (row, column, 0)."""
         return tile[0] // layer_stride(layer), tile[1] // layer_stride(layer), 0
 
     @jax.custom_vjp
-    def statistics(vgg_params: Mapping, image: jax.Array) -> Statistics:
+    def statistics(vgg_params: Mapping, image: jax.Array, masks: Masks) -> Statistics:
         probe = jax.eval_shape(lambda x: extract_features(vgg_params, x, layers, pooling, precision), image)
         maps = {layer: jnp.zeros(probe[layer].shape, jnp.float32) for layer in content_layers}
-        grams = {layer: jnp.zeros((probe[layer].shape[-1],) * 2, jnp.float32) for layer in style_layers}
+        regions = () if masks is None else (next(iter(masks.values())).shape[0],)
+        grams = {layer: jnp.zeros((*regions, *(probe[layer].shape[-1],) * 2), jnp.float32) for layer in style_layers}
         plan = tiling(vgg_params, image)
 
         def body(carry: Statistics, tile: jax.Array) -> Statistics:
             maps, grams = carry
             region = jax.lax.dynamic_slice(image, (tile[0], tile[1], 0), (*plan.region, 3))
-            inner, partial = tile_statistics(vgg_params, region, tile)
+            inner, partial = tile_statistics(vgg_params, region, tile, masks)
             # Interiors do not overlap: adding each region's masked map writes every position exactly once.
             maps = {layer: _add_at(maps[layer], inner[layer], place(tile, layer)) for layer in content_layers}
             return maps, {layer: grams[layer] + partial[layer] for layer in style_layers}
 
         return _each_tile(body, (maps, grams), plan.tiles())
 
-    def forward(vgg_params: Mapping, image: jax.Array) -> tuple[Statistics, tuple[Mapping, jax.Array]]:
-        return statistics(vgg_params, image), (vgg_params, image)
+    def forward(vgg_params: Mapping, image: jax.Array, masks: Masks) -> tuple[Statistics, tuple]:
+        return statistics(vgg_params, image, masks), (vgg_params, image, masks)
 
-    def backward(residuals: tuple[Mapping, jax.Array], cotangent: Statistics) -> tuple[Mapping, jax.Array]:
-        vgg_params, image = residuals
+    def backward(residuals: tuple, cotangent: Statistics) -> tuple[Mapping, jax.Array, Masks]:
+        vgg_params, image, masks = residuals
         map_cotangents, gram_cotangents = cotangent
         plan = tiling(vgg_params, image)
 
         def body(gradient: jax.Array, tile: jax.Array) -> jax.Array:
             region = jax.lax.dynamic_slice(image, (tile[0], tile[1], 0), (*plan.region, 3))
-            probe = jax.eval_shape(lambda x: tile_statistics(vgg_params, x, tile), region)[0]
+            probe = jax.eval_shape(lambda x: tile_statistics(vgg_params, x, tile, masks), region)[0]
             maps = {layer: jax.lax.dynamic_slice(map_cotangents[layer], place(tile, layer), probe[layer].shape)
                     for layer in content_layers}
-            of_region = lambda x: tile_statistics(vgg_params, x, tile)  # noqa: E731
+            of_region = lambda x: tile_statistics(vgg_params, x, tile, masks)  # noqa: E731
             _, vjp = jax.vjp(remat_full_resolution(of_region) if remat else of_region, region)
             (share,) = vjp((maps, gram_cotangents))
             return _add_at(gradient, share, (tile[0], tile[1], 0))
 
         gradient = _each_tile(body, jnp.zeros_like(image), plan.tiles())
-        return jax.tree_util.tree_map(jnp.zeros_like, vgg_params), gradient  # the network is frozen
+        zeros = functools.partial(jax.tree_util.tree_map, jnp.zeros_like)
+        return zeros(vgg_params), gradient, zeros(masks)  # the network and the masks are constants
 
     statistics.defvjp(forward, backward)
     return statistics

@@ -23,9 +23,11 @@ from nst_jax.problem import (
     loss_spec_for,
     loss_weights_for,
     prepare_images,
+    region_masks,
     resolve_vgg,
     results_from,
     solver_spec_for,
+    source_masks,
     targets_for,
 )
 from nst_jax.result import StyleResult
@@ -38,6 +40,8 @@ def stylize(
     vgg: VGGArgument = None,
     config: StyleConfig = StyleConfig(),
     callback: Callable[[Progress], None] | None = None,
+    style_masks: Sequence[ImageSource] | None = None,
+    style_source_masks: Sequence[ImageSource | None] | None = None,
     weights: VGGArgument = None,
 ) -> StyleResult:
     """Render ``content`` in the style of ``style`` (one image or a list, blended) by Gatys et al.'s method.
@@ -52,6 +56,14 @@ def stylize(
 
     ``config.preserve_color`` (see ``problem.color_inputs``): with ``luminance`` the optimized image is grey (its
     losses are the result's), and the returned image is its luminance with the content's chrominance, clipped.
+
+    Spatial control (Gatys et al. 2017): ``style_masks``, one greyscale image per style image (white where its style
+    applies on the output; resized to the output at every scale), match each style's Gram matrices only by the
+    output's features in its region (guided Gram matrices normalized by the region's area); the content loss
+    applies everywhere, overlapping masks blend, and places no mask covers get the content loss only.
+    ``style_source_masks`` (per style image, None for all of it) select the part of each style image whose
+    statistics are its target. ``ValueError`` for a wrong count or an unreadable mask, and with
+    ``config.style_blend_weights``.
     """
     vgg = resolve_vgg(vgg, weights, caller="stylize")
     config = configure_for(config, vgg)
@@ -64,8 +76,10 @@ def stylize(
     optimizations: list[Optimization] = []
     for (stage_content, stage_styles), iterations in zip(stages, config.iterations_per_scale):
         seen_content, seen_styles = color_inputs(stage_content, stage_styles, config.preserve_color)
-        inputs = LossInputs(vgg.params, targets_for(vgg, seen_content, seen_styles, config, spatial=spatial),
-                            loss_weights_for(config))
+        targets = targets_for(vgg, seen_content, seen_styles, config, spatial=spatial,
+                              regions=region_masks(style_masks, len(stage_styles), stage_content.shape),
+                              sources=source_masks(style_source_masks, stage_styles))
+        inputs = LossInputs(vgg.params, targets, loss_weights_for(config))
         if optimizations:
             x0 = image_io.resize_image(np.asarray(optimizations[-1].image, np.float32), *stage_content.shape[:2])
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -15,11 +16,15 @@ from nst_jax.losses import (
     compute_targets,
     content_loss,
     gram_matrix,
+    guided_gram_loss,
+    guided_grams,
+    layer_masks,
     make_loss_fn,
     style_layer_loss,
     style_loss,
     total_variation_loss,
 )
+from nst_jax.mesh import guided_gram_sum
 
 RTOL = 1e-5  # float32 reductions of a few thousand terms against float64 NumPy
 
@@ -203,3 +208,112 @@ def test_shape_errors_are_clear():
         content_loss(np.zeros((2, 3, 4)), np.zeros((2, 3, 5)))
     with pytest.raises(ValueError, match="loss form"):
         gram_matrix(np.zeros((2, 3, 4)), form="caffe")
+
+
+# --------------------------------------------------------------------------- spatial control (Gatys et al. 2017)
+
+
+def np_layer_mask(mask: np.ndarray, stride: int) -> np.ndarray:
+    """Block means of an (H, W) mask over stride x stride blocks, the partial last blocks dropped."""
+    height, width = mask.shape[0] // stride, mask.shape[1] // stride
+    return np.asarray([[mask[i * stride:(i + 1) * stride, j * stride:(j + 1) * stride].mean()
+                        for j in range(width)] for i in range(height)])
+
+
+def test_layer_masks_are_block_means():
+    masks = np.random.default_rng(0).random((2, 37, 45)).astype(np.float32)
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu5_1")
+    ours = layer_masks(masks, layers)
+    for layer, stride in zip(layers, (1, 2, 4, 16)):
+        for region in range(2):
+            np.testing.assert_allclose(ours[layer][region], np_layer_mask(masks[region], stride), rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_guided_grams_and_loss_match_numpy(form):
+    """G_r = sum_k m_k^2 f_k f_k^T scaled by positions / sum_k m_k^2 (an all-white mask: the plain Gram matrix);
+    E_l = sum over non-empty regions of the Gram distance to style r's target."""
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((6, 7, 5)).astype(np.float32)
+    masks = np.stack([np.ones((6, 7)), rng.random((6, 7)), np.zeros((6, 7))]).astype(np.float32)
+    targets = rng.standard_normal((3, 5, 5)).astype(np.float32)
+    raw = guided_gram_sum(jnp.asarray(features), jnp.asarray(masks))
+    grams = np.asarray(guided_grams(raw, jnp.asarray(masks), form=form))
+    flat = features.reshape(-1, 5).astype(np.float64)
+    expected_loss = 0.0
+    for region, mask in enumerate(masks):
+        weights = mask.reshape(-1).astype(np.float64) ** 2
+        if weights.sum() == 0:
+            np.testing.assert_array_equal(grams[region], 0.0)
+            continue
+        gram = (flat * weights[:, None]).T @ flat * (42 / weights.sum())
+        if form == "normalized":
+            gram /= 5 * 42
+        np.testing.assert_allclose(grams[region], gram, rtol=RTOL, atol=1e-6)
+        expected_loss += np_style_layer_from_gram(gram, targets[region], 42, form)
+    np.testing.assert_allclose(grams[0], np_gram(features, form), rtol=RTOL)  # all white = unguided
+    loss = guided_gram_loss(jnp.asarray(grams), jnp.asarray(targets), jnp.asarray(masks), form=form)
+    np.testing.assert_allclose(loss, expected_loss, rtol=RTOL)
+
+
+def np_style_layer_from_gram(gram: np.ndarray, target: np.ndarray, positions: int, form: str) -> float:
+    """E_l from a Gram matrix (NumPy, float64)."""
+    squared = (gram - target.astype(np.float64)) ** 2
+    return float(squared.mean() if form == "normalized" else squared.sum() / (4 * gram.shape[0] ** 2 * positions**2))
+
+
+@pytest.mark.parametrize("form", LOSS_FORMS)
+def test_white_and_black_masks_equal_the_first_style_alone(vgg_weights, form):
+    """Style A under an all-white mask, style B under an all-black one: the loss and gradient of A alone."""
+    content_layers, style_layers = ("relu3_2",), ("relu1_1", "relu2_1", "relu3_1")
+    content, first, second, image = (random_images((32, 40, 3), seed=s) for s in (30, 31, 32, 33))
+    loss_fn = make_loss_fn(content_layers=content_layers, style_layers=style_layers, form=form)
+    weights = LossWeights(1.0, 1e3, 0.1)
+
+    def value_and_grad(targets):
+        inputs = LossInputs(vgg_weights.params, targets, weights)
+        return jax.jit(jax.value_and_grad(lambda x: loss_fn(x, inputs).total))(image)
+
+    alone = compute_targets(vgg_weights, content, [first], content_layers=content_layers, style_layers=style_layers,
+                            form=form)
+    regions = np.stack([np.ones((32, 40)), np.zeros((32, 40))]).astype(np.float32)
+    guided = compute_targets(vgg_weights, content, [first, second], content_layers=content_layers,
+                             style_layers=style_layers, form=form, regions=regions)
+    (loss, grad), (expected, expected_grad) = value_and_grad(guided), value_and_grad(alone)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-5 * np.abs(expected_grad).max())
+
+
+def test_source_masks_select_the_part_of_a_style_that_defines_it(vgg_weights):
+    """A style image red on its left half and blue on its right: its target guided by the left half is nearer the
+    Gram matrix of a red image than of a blue one, and the other way round."""
+    rng = np.random.default_rng(2)
+    red, blue = (np.clip(rng.random((32, 32, 3)) * 0.2 + np.eye(3)[c] * 0.8, 0, 1).astype(np.float32)
+                 for c in (0, 2))
+    both = np.concatenate([red[:, :16], blue[:, 16:]], axis=1)
+    left = np.zeros((32, 32), np.float32)
+    left[:, :16] = 1
+    layers = ("relu1_1", "relu2_1")
+
+    def grams(style, source=None):
+        return compute_targets(vgg_weights, both, [style], content_layers=("relu1_1",), style_layers=layers,
+                               source_masks=None if source is None else [source]).style_grams
+
+    pure_red, pure_blue = grams(red), grams(blue)
+    for source, nearer, farther in ((left, pure_red, pure_blue), (1 - left, pure_blue, pure_red)):
+        guided = grams(both, source)
+        for layer in layers:
+            assert (np.abs(guided[layer] - nearer[layer]).sum() < 0.5 * np.abs(guided[layer] - farther[layer]).sum())
+
+
+def test_region_and_source_mask_errors_are_clear(vgg_weights):
+    content, style = random_images((16, 16, 3), seed=1), random_images((16, 16, 3), seed=2)
+    kwargs = dict(content_layers=("relu1_1",), style_layers=("relu1_1",))
+    with pytest.raises(ValueError, match=r"style regions must be \(styles, height, width\) = \(1, 16, 16\)"):
+        compute_targets(vgg_weights, content, [style], regions=np.ones((2, 16, 16)), **kwargs)
+    with pytest.raises(ValueError, match="blend weights do not apply with style regions"):
+        compute_targets(vgg_weights, content, [style], regions=np.ones((1, 16, 16)), blend_weights=[1.0], **kwargs)
+    with pytest.raises(ValueError, match="2 source masks for 1 style images"):
+        compute_targets(vgg_weights, content, [style], source_masks=[None, None], **kwargs)
+    with pytest.raises(ValueError, match=r"source mask 1 is \(8, 8\), its style image \(16, 16\)"):
+        compute_targets(vgg_weights, content, [style], source_masks=[np.ones((8, 8))], **kwargs)

@@ -1,6 +1,6 @@
 """One image's rows split over several devices (``shard`` spatial, ``nst_jax.mesh``): the same loss, gradient and
-stylized image as on one device, alone and with tiling; run on 4 forced CPU devices in a child process (the suite's
-own process has one)."""
+stylized image as on one device, alone, with tiling and with style regions; run on 4 forced CPU devices in a child
+process (the suite's own process has one)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,16 @@ SPATIAL_SCRIPT = textwrap.dedent(
     report = {"devices": len(jax.devices()), "relative": {}, "max_difference": {}, "exchanges": {}}
 
     # The loss and its gradient, rows of a 52-row image (not a multiple of 4: XLA pads) over 4 devices.
+    # Also guided by two style regions (Gatys et al. 2017): the top rows and the rest, a border inside a device's rows.
     content, style, x = data["content"], data["style"], jnp.asarray(data["x"])
-    for name, tile in (("whole", None), ("tiled", 24)):
+    top = (np.arange(52) < 20)[:, None].repeat(40, 1).astype(np.float32)
+    for name, tile, regions in (("whole", None, None), ("tiled", 24, None), ("guided", None, np.stack([top, 1 - top])),
+                                ("guided tiled", 24, np.stack([top, 1 - top]))):
         plain = LossSpec(("relu3_1",), ("relu1_1", "relu2_1", "relu3_1"), tile_size=tile)
         spread = LossSpec(("relu3_1",), ("relu1_1", "relu2_1", "relu3_1"), tile_size=tile, spatial=True)
-        targets = compute_targets(weights.params, content, [style], content_layers=plain.content_layers,
-                                  style_layers=plain.style_layers)
+        styles = [style] if regions is None else [style, style[::-1]]
+        targets = compute_targets(weights.params, content, styles, content_layers=plain.content_layers,
+                                  style_layers=plain.style_layers, regions=regions)
         inputs = LossInputs(weights.params, targets, LossWeights(jnp.float32(2.0), jnp.float32(1e4), jnp.float32(0.5)))
         value = lambda s: jax.jit(jax.value_and_grad(lambda y: loss_function(s)(y, inputs).total))
         (v0, g0), (v1, g1) = value(plain)(x), value(spread)(x)

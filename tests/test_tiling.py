@@ -130,3 +130,22 @@ def test_a_tiled_run_follows_the_whole_run(vgg_weights):
     tiled = stylize(content, style, vgg=vgg_weights, config=config.replace(tile_size=16))
     np.testing.assert_allclose(tiled.losses.total, whole.losses.total, rtol=1e-4)
     assert float(np.max(np.abs(tiled.image - whole.image))) < 1e-3
+
+
+@pytest.mark.parametrize("form", ["normalized", "paper"])
+def test_guided_grams_tiled_equal_the_whole_image(vgg_weights, form):
+    """Spatial control: two styles on the halves of a 93x118 image (a soft border) and a source mask on each style,
+    in 24 px tiles whose regions are smaller than the image: targets, loss and gradient as the whole image's."""
+    spec = LossSpec(("relu2_2",), ("relu1_1", "relu2_1", "relu3_1"), form=form)
+    content, image = random_images((93, 118, 3), seed=8), jnp.asarray(random_images((93, 118, 3), seed=9))
+    styles = [random_images((80, 64, 3), seed=10), random_images((66, 96, 3), seed=11)]
+    left = np.clip((60 - np.arange(118)) / 12, 0, 1)[None].repeat(93, 0).astype(np.float32)
+    sources = [np.tri(80, 64, dtype=np.float32), None]
+    arguments = dict(content_layers=spec.content_layers, style_layers=spec.style_layers, form=form,
+                     regions=np.stack([left, 1 - left]), source_masks=sources)
+    whole = compute_targets(vgg_weights, content, styles, **arguments)
+    tiled = compute_targets(vgg_weights, content, styles, tile_size=24, **arguments)
+    for layer in spec.style_layers:
+        assert relative(tiled.style_grams[layer], whole.style_grams[layer]) <= TOLERANCE, layer
+    inputs = LossInputs(vgg_weights.params, whole, LossWeights(jnp.float32(3.0), jnp.float32(1e4), jnp.float32(0.5)))
+    compare(spec, LossSpec(*dataclass_fields(spec), tile_size=24), image, inputs)

@@ -258,3 +258,53 @@ def test_colour_modes_with_scales_style_scale_and_two_styles(vgg_weights, conten
         inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
         np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
                                    atol=1e-5)
+
+
+# --------------------------------------------------------------------------- spatial control (Gatys et al. 2017)
+
+
+def coloured(channel: int, seed: int) -> np.ndarray:
+    """A 40x40 style image that is mostly one primary colour, with some texture."""
+    noise = random_images((40, 40, 3), seed=seed)
+    return np.clip(0.8 * np.eye(3, dtype=np.float32)[channel] + 0.2 * noise, 0, 1)
+
+
+@pytest.mark.slow
+def test_two_styles_on_two_halves_put_each_style_on_its_half(vgg_weights, content):
+    """A red style on the left half and a blue one on the right (masks of 30x40 px, resized to the 48x64 output):
+    the left half ends redder than blue and the right half bluer than red, from a grey start."""
+    left = np.zeros((30, 40), np.float32)
+    left[:, :20] = 1
+    config = StyleConfig(image_size=64, iterations=30, chunk_size=10, optimizer="adam", init="content",
+                         style_weight=1e5)
+    grey = np.full_like(content, 0.5) + 0.05 * content
+    result = stylize(grey, [coloured(0, 1), coloured(2, 2)], vgg=vgg_weights, config=config,
+                     style_masks=[left, 1 - left])
+    red_minus_blue = result.image[..., 0] - result.image[..., 2]
+    assert result.image.shape == (48, 64, 3)
+    assert red_minus_blue[:, :28].mean() > 0.2 and red_minus_blue[:, 36:].mean() < -0.2, (
+        red_minus_blue[:, :28].mean(), red_minus_blue[:, 36:].mean())
+
+
+def test_masks_work_with_scales_colour_and_style_scale(vgg_weights, content, style, tmp_path):
+    """Coarse to fine (the masks resized at each size), luminance-only transfer, a style scale, and a mask file."""
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, :32] = 255
+    Image.fromarray(mask).save(tmp_path / "left.png")
+    config = SMALL.replace(image_size=48, scales=(32, 48), iterations=4, preserve_color="luminance", style_scale=0.8)
+    result = stylize(content, [style, style[::-1]], vgg=vgg_weights, config=config,
+                     style_masks=[tmp_path / "left.png", 255 - mask], style_source_masks=[None, mask[:40, :40]])
+    assert result.image.shape == (36, 48, 3) and np.isfinite(result.final_losses.total)
+
+
+def test_mask_errors_name_the_problem(vgg_weights, content, style, tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"1 style mask\(s\) for 2 style image\(s\)"):
+        stylize(content, [style, style], vgg=vgg_weights, config=SMALL, style_masks=[np.ones((4, 4))])
+    with pytest.raises(ValueError, match="cannot read image .*text.png"):
+        stylize(content, style, vgg=vgg_weights, config=SMALL, style_masks=[tmp_path / "text.png"])
+    with pytest.raises(ValueError, match="style source mask 1 is black everywhere"):
+        stylize(content, style, vgg=vgg_weights, config=SMALL, style_source_masks=[np.zeros((4, 4))])
+    with pytest.raises(ValueError, match="does not combine with style masks"):
+        stylize(content, [style, style], vgg=vgg_weights, config=SMALL.replace(style_blend_weights=(1.0, 2.0)),
+                style_masks=[np.ones((4, 4))] * 2)

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     lists = common.weight_sweep(args, config)
     common.check_mode(args, lists)
     common.check_single_only(args, lists)
+    common.check_masks(args, config)
     if args.dry_run:
         contents = [args.content] if args.batch is None else batch.find_contents(args.batch)
         return common.dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))

@@ -25,18 +25,22 @@ from nst_jax.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
+    STEM,
     UsageError,
     check_blend_weights,
     check_log,
     check_memory,
     guard_output,
     init_paths,
+    load_masks,
     load_weights_loudly,
     log_record,
+    mask_paths,
     on_device,
     progress_bar,
     run_inputs,
     select_device,
+    source_mask_paths,
     style_paths,
     user_message,
     write_log,
@@ -105,8 +109,11 @@ def _check_batch_folder(folder: Path) -> None:
 
 
 def batch_inputs(args: argparse.Namespace, contents: Sequence[Path]) -> list[tuple[Path, str]]:
-    """Every file a ``--batch`` run reads, each with what it is."""
-    return [*((content, "a content image") for content in contents), *run_inputs(args)]
+    """Every file a ``--batch`` run reads, each with what it is (each content's own style masks included)."""
+    own_masks = args.style_masks is not None and any(STEM in name for name in args.style_masks)
+    masks = [(path, f"a style mask of '{content}'") for content in contents if own_masks
+             for path in mask_paths(args, content)]
+    return [*((content, "a content image") for content in contents), *masks, *run_inputs(args)]
 
 
 def check_batch_folders(args: argparse.Namespace) -> None:
@@ -161,6 +168,16 @@ def check_batch_styles(config: StyleConfig, styles: Sequence[Path]) -> None:
             image_io.load_image(path)
     except image_io.ImageError as error:
         raise UsageError(str(error)) from None
+
+
+def batch_masks(args: argparse.Namespace) -> Callable[[Sequence[Path]], list[Any] | None]:
+    """``stylize_batch``'s style masks for the contents it is given: one set for every content, decoded now
+    (``UsageError`` if one cannot be read), or, where a name holds ``{stem}``, each content's own files (one that
+    cannot be read skips its content)."""
+    if args.style_masks is None or not any(STEM in name for name in args.style_masks):
+        shared = load_masks(mask_paths(args))
+        return lambda contents: shared
+    return lambda contents: [mask_paths(args, content) for content in contents]
 
 
 def content_problems(args: argparse.Namespace, contents: Sequence[Path], config: StyleConfig) -> dict[Path, str]:
@@ -245,6 +262,7 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
     outputs = batch_outputs(contents, args.output, suffix)
     check_batch(args, contents, outputs)
     check_batch_styles(config, styles)
+    sources, masks = load_masks(source_mask_paths(args)), batch_masks(args)
     todo, finished, foreign = split_finished(contents, outputs, args.overwrite)
     if finished:
         print(f"{PROG}: skipping {len(finished)} already written in {args.output} (--overwrite redoes them)",
@@ -277,7 +295,8 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
         remaining = [content for content in todo if content not in skipped]
         try:
             if remaining:
-                stylize_batch(remaining, styles, config=config, vgg=vgg, on_done=on_done, on_plan=on_plan)
+                stylize_batch(remaining, styles, config=config, vgg=vgg, on_done=on_done, on_plan=on_plan,
+                              style_masks=masks(remaining), style_source_masks=sources)
         except KeyboardInterrupt:
             interrupted = True
     wall = time.perf_counter() - start

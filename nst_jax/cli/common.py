@@ -65,6 +65,15 @@ weight sweeps:
   alpha/beta = 1e-4 to 1e-1 (--loss-form paper); with normalized losses the default is 1e-6.
   A member whose loss turns NaN/inf is not written (its tile is marked; exit 1).
 
+style per region (Gatys et al. 2017, spatial control):
+  --style-masks M1,M2,... gives each STYLE its region of the output: one greyscale image per style image,
+  white where that style applies (resized to the output). Each style's Gram matrices are matched only by the
+  output's features in its region, normalized by the region's area; the content loss applies everywhere,
+  overlapping masks blend and places no mask covers keep the content only. --style-source-masks S1,S2,...
+  selects, per style image, the part whose statistics define the style (white; 'all' for the whole image).
+  With --batch a mask name may contain {stem}, the content file's name without its suffix, so that each
+  content has its own masks (one mask set for all otherwise).
+
 many content images:
   --batch DIR_OR_GLOB takes the image files directly in folder DIR (suffixes {suffixes},
   any case), or the files a glob pattern matches (quote it: --batch 'photos/*.jpg'), in name order, and
@@ -203,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         "output folder",
     )
     add_config_options(parser.add_argument_group("style transfer"), command_line_fields(), sweeps=list(WEIGHT_TAGS))
+
+    regions = parser.add_argument_group("style per region")
+    regions.add_argument(
+        "--style-masks", type=comma_names, default=None, metavar="M1,M2,...",
+        help="one greyscale image per STYLE, white where that style applies on the output (see below)",
+    )
+    regions.add_argument(
+        "--style-source-masks", type=comma_names, default=None, metavar="S1,S2,...",
+        help="per STYLE, the part of the style image that defines it (white), or 'all'",
+    )
 
     batch = parser.add_argument_group("many content images")
     batch.add_argument(
@@ -344,6 +363,55 @@ def style_paths(args: argparse.Namespace) -> list[Path]:
     return list(args.styles)
 
 
+STEM = "{stem}"
+"""In a --style-masks name with --batch: the content file's name without its suffix."""
+WHOLE_STYLE = "all"
+"""A --style-source-masks entry for a style image used whole."""
+
+
+def mask_paths(args: argparse.Namespace, content: Path | None = None) -> list[Path] | None:
+    """The --style-masks files (None: not given); with ``content``, ``{stem}`` replaced by its name's stem."""
+    if args.style_masks is None:
+        return None
+    return [Path(name.replace(STEM, content.stem) if content is not None else name) for name in args.style_masks]
+
+
+def source_mask_paths(args: argparse.Namespace) -> list[Path | None] | None:
+    """The --style-source-masks files, None for a style image used whole (None: not given)."""
+    if args.style_source_masks is None:
+        return None
+    return [None if name == WHOLE_STYLE else Path(name) for name in args.style_source_masks]
+
+
+def check_masks(args: argparse.Namespace, config: StyleConfig) -> None:
+    """``UsageError`` for mask options that do not fit the run: one mask per style image, {stem} only with --batch,
+    style masks without --style-blend-weights."""
+    styles = len(style_paths(args))
+    for option, names in (("--style-masks", args.style_masks), ("--style-source-masks", args.style_source_masks)):
+        if names is not None and len(names) != styles:
+            raise UsageError(f"{option} has {len(names)} image(s) for {styles} style image(s); give one per style, "
+                             "in the same order")
+    if args.style_masks is not None and config.style_blend_weights is not None:
+        raise UsageError("--style-blend-weights does not combine with --style-masks: each style has its own region "
+                         "(make a style's region larger to give it more of the image)")
+    templated = args.style_masks is not None and any(STEM in name for name in args.style_masks)
+    if templated and args.batch is None:
+        raise UsageError(f"{STEM} in --style-masks stands for each --batch content's name; without --batch, give "
+                         "the mask files themselves")
+    if args.style_source_masks is not None and any(STEM in name for name in args.style_source_masks):
+        raise UsageError(f"--style-source-masks belong to the style images: {STEM} is not replaced there")
+
+
+def load_masks(masks: Sequence[Path | None] | None) -> list[np.ndarray | None] | None:
+    """Mask files decoded (None entries kept), ``UsageError`` for one that cannot be read; resized by the run."""
+    if masks is None:
+        return None
+    try:
+        return [None if path is None else image_io.load_image(path) for path in masks]
+    except ValueError as error:  # image_io.ImageError is a ValueError
+        raise UsageError(user_message(error)) from None
+
+
 def weights_path(args: argparse.Namespace) -> Path:
     """The VGG19 weights file the run reads."""
     return args.weights.expanduser() if args.weights is not None else default_weights_path()
@@ -356,6 +424,10 @@ def run_inputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     inputs += [(path, f"style image {index}" if len(styles) > 1 else "the style image")
                for index, path in enumerate(styles, start=1)]
     inputs += [(path, "the --init image") for path in init_paths(args.init)]
+    masks = [] if args.style_masks is None or any(STEM in name for name in args.style_masks) else mask_paths(args)
+    inputs += [(path, f"style mask {index}") for index, path in enumerate(masks, start=1)]
+    inputs += [(path, f"style source mask {index}") for index, path in enumerate(source_mask_paths(args) or [],
+                                                                                  start=1) if path is not None]
     return [*inputs, (weights_path(args), "the VGG19 weights file")]
 
 
@@ -497,6 +569,10 @@ class ContentRun:
     content: np.ndarray
     styles: list[np.ndarray]
     vgg: VGGWeights
+    masks: list[np.ndarray] | None = None
+    """--style-masks, decoded."""
+    sources: list[np.ndarray | None] | None = None
+    """--style-source-masks, decoded (None: a style image used whole)."""
 
 
 @contextlib.contextmanager
@@ -512,8 +588,9 @@ def content_run(
     shape = checked_shape(args, config)
     check_memory(args, config, shape, device, what=what, single=single)
     content, styles = load_inputs(args, config)
+    masks, sources = load_masks(mask_paths(args)), load_masks(source_mask_paths(args))
     with on_device(device):
-        yield ContentRun(content, styles, load_weights_loudly(args.weights, config, args.quiet))
+        yield ContentRun(content, styles, load_weights_loudly(args.weights, config, args.quiet), masks, sources)
 
 
 def dry_run(args: argparse.Namespace, config: StyleConfig, contents: Sequence[Path], members: int) -> int:

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
             progress_bar(total, "it", args.quiet) as bar:
         callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth))
         result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet),
-                         callback=callback)
+                         callback=callback, style_masks=run.masks, style_source_masks=run.sources)
     saved = save_result(result, args.output, args.bit_depth)
     wall = time.perf_counter() - start
     logged = write_log(args.log_json, log_record(result, args.output, wall))

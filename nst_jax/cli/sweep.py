@@ -139,7 +139,8 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
         on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations)
         results = stylize_sweep(
             run.content, run.styles, config=with_progress(config, args.quiet), vgg=run.vgg, callback=callback,
-            on_plan=on_plan, **{f"{field}s": values for field, values in lists.items()},
+            on_plan=on_plan, style_masks=run.masks, style_source_masks=run.sources,
+            **{f"{field}s": values for field, values in lists.items()},
         )
     labels = member_labels([result.config for result in results], with_tv="tv_weight" in lists)  # weights resolved
     written, diverged, code = [], [], EXIT_OK
