@@ -42,6 +42,8 @@ ALLOCATOR_SHARE = 0.1
 """On accelerators, where XLA's buffers are the device's memory: a margin for the allocator (not measured here)."""
 TILE_SIZES = (2048, 1024, 512, 256)
 """Tile sizes ``plan_run`` tries under ``shard`` ``auto``, largest (fewest halos) first."""
+LARGEST_SIDE = 2**17
+"""The longest side ``plan_run`` looks for when it reports what each strategy fits."""
 
 
 def _activation_elements(height: int, width: int, layers: Sequence[str]) -> int:
@@ -99,10 +101,8 @@ def device_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 
     on every device."""
     layers = config.content_layers + config.style_layers
     if tiled(height, width, config):
-        plan = plan_tiles(height, width, config.tile_size, layers, DEFAULT_ARCHITECTURE)
-        region = (max(span.stop - span.start for span in plan.rows),
-                  max(span.stop - span.start for span in plan.columns))
-        activations = _activation_elements(*region, layers)
+        activations = _activation_elements(*plan_tiles(height, width, config.tile_size, layers,
+                                                       DEFAULT_ARCHITECTURE).region, layers)
     else:
         activations = _activation_elements(height, width, layers)
     image = height * width * 3 * image_vectors(config)
@@ -113,19 +113,11 @@ def device_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 
     return FLOAT_BYTES * (fixed + split_image) + activation_size * math.ceil(activations * share)
 
 
-def activation_bytes(height: int, width: int, config: StyleConfig) -> int:
-    """Estimated device memory of one image of (height, width) in an optimization on one device
-    (``device_bytes``); with ``config.tile_size``, of its largest tile region."""
-    return device_bytes(height, width, config)
-
-
 def target_bytes(height: int, width: int, config: StyleConfig, *, shards: int = 1) -> int:
     """Estimated device memory computing the style targets (a forward pass, no gradient) of one style image needs
     (of its largest tile region with ``config.tile_size``), on each of ``shards`` devices its rows are split over."""
     if tiled(height, width, config):
-        plan = plan_tiles(height, width, config.tile_size, config.style_layers, DEFAULT_ARCHITECTURE)
-        height = max(span.stop - span.start for span in plan.rows)
-        width = max(span.stop - span.start for span in plan.columns)
+        height, width = plan_tiles(height, width, config.tile_size, config.style_layers, DEFAULT_ARCHITECTURE).region
     return FLOAT_BYTES * math.ceil(_activation_elements(height, width, config.style_layers) / shards)
 
 
@@ -159,11 +151,14 @@ def _largest(fits: Callable[[float], bool], low: float, high: float, *, integer:
     return low
 
 
-def largest_image_size(shape: Sequence[int], config: StyleConfig, budget: int) -> int | None:
-    """The largest ``image_size`` (one scale) at which a run of a content of ``shape`` fits ``budget`` bytes."""
+def largest_image_size(shape: Sequence[int], config: StyleConfig, budget: int, *, shards: int = 1,
+                       platform: str = "cpu", up_to: int | None = None) -> int | None:
+    """The largest ``image_size`` (one scale, below ``up_to``, default the config's) at which a run of a content
+    of ``shape`` over ``shards`` devices of ``platform`` fits ``budget`` bytes."""
     one_size = config.replace(scales=None, scale_iterations=None)
-    fits = lambda size: run_needs(shape, one_size.replace(image_size=int(size))) <= budget  # noqa: E731
-    size = _largest(fits, 16, config.image_size, integer=True)
+    fits = lambda size: run_needs(shape, one_size.replace(image_size=int(size)), shards=shards,  # noqa: E731
+                                  platform=platform) <= budget
+    size = _largest(fits, 16, config.image_size if up_to is None else up_to, integer=True)
     return None if size is None else int(size)
 
 
@@ -276,16 +271,6 @@ def _needs(shape: Sequence[int], config: StyleConfig, shards: int, tile: int | N
     return run_needs(shape, config.replace(tile_size=tile), shards=shards, platform=platform)
 
 
-def _largest_side(shape: Sequence[int], config: StyleConfig, shards: int, tile: int | None, budget: int,
-                  platform: str) -> int | None:
-    """The longest side (``image_size``, one scale) a run of ``config`` with ``tile`` over ``shards`` devices of
-    ``platform`` fits ``budget`` at."""
-    one_size = config.replace(scales=None, scale_iterations=None, tile_size=tile)
-    fits = lambda size: _needs(shape, one_size.replace(image_size=int(size)), shards, tile, platform) <= budget  # noqa: E731
-    size = _largest(fits, 16, 2**17, integer=True)
-    return None if size is None else int(size)
-
-
 def plan_run(shape: Sequence[int], config: StyleConfig, *, devices: Sequence[jax.Device] | None = None,
              budget: int | None = None, largest: bool = True) -> RunPlan:
     """The plan of one image's run (a content of original (height, width) ``shape``): ``config.shard`` and
@@ -310,8 +295,9 @@ def plan_run(shape: Sequence[int], config: StyleConfig, *, devices: Sequence[jax
         content=content, shards=shards, tile_size=tile if tiles > 1 else None, tiles=tiles,
         device_bytes=device_bytes(*content, chosen, shards=shards),
         process_bytes=_needs(shape, config, shards, tile, platform), budget=budget, optimizer=config.optimizer,
-        largest=tuple((name, _largest_side(shape, config, s, t, budget, platform)) for name, s, t in strategies
-                      if largest),
+        largest=tuple((name, largest_image_size(shape, config.replace(tile_size=t), budget, shards=s,
+                                                platform=platform, up_to=LARGEST_SIDE))
+                      for name, s, t in strategies if largest),
     )
 
 
@@ -351,7 +337,7 @@ class BatchPlan:
 def plan_batch(size: int, height: int, width: int, config: StyleConfig, *, memory_fraction: float = 0.8) -> BatchPlan:
     """Sub-batch size so that each device's share of a run fits ``memory_fraction`` of its free memory."""
     devices = jax.local_devices()
-    per_image = activation_bytes(height, width, config)
+    per_image = device_bytes(height, width, config)
     per_device = min(device_memory_bytes(device) for device in devices)
     fit_per_device = max(1, int(per_device * memory_fraction) // per_image)
     per_run = min(size, fit_per_device * len(devices))

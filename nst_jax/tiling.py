@@ -72,9 +72,8 @@ def spans(length: int, tile: int, halo: int, stride: int = 1) -> tuple[Span, ...
     image at its ends, starting on multiples of ``stride`` (``tile`` and ``halo`` are multiples of it). One length,
     so that every tile is one shape: one compiled loop, whose buffers XLA reuses from tile to tile."""
     region = min(length, tile + 2 * halo + length % stride)
-    return tuple(Span(min(max(0, begin - halo), length - region), begin, min(length, begin + tile),
-                      min(max(0, begin - halo), length - region) + region)
-                 for begin in range(0, length, tile))
+    starts = {begin: min(max(0, begin - halo), length - region) for begin in range(0, length, tile)}
+    return tuple(Span(start, begin, min(length, begin + tile), start + region) for begin, start in starts.items())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ from conftest import random_images
 from nst_jax import StyleConfig, memory, stylize
 from nst_jax.color import rgb_to_yiq
 from nst_jax.image_io import save_image
-from nst_jax.memory import activation_bytes, plan_batch
+from nst_jax.memory import device_bytes, plan_batch
 from nst_jax.problem import prepare_images
 from nst_jax.sweep import stylize_batch, stylize_sweep
 
@@ -75,7 +75,7 @@ def test_early_converging_member_does_not_change_the_others(vgg_weights, images)
 
 
 def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, monkeypatch):
-    per_image = activation_bytes(24, 32, ADAM)
+    per_image = device_bytes(24, 32, ADAM)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda device: int(1.5 * per_image))
     plans = []
     split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights,
@@ -87,11 +87,11 @@ def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, a
 
 def test_memory_estimate_grows_with_size_and_depth():
     # 4x the pixels, nearly 4x the memory once the image-sized arrays outweigh the network's weights
-    small, large = activation_bytes(1024, 1024, CONFIG), activation_bytes(2048, 2048, CONFIG)
+    small, large = device_bytes(1024, 1024, CONFIG), device_bytes(2048, 2048, CONFIG)
     assert 3.5 < large / small < 4.5
-    small = activation_bytes(64, 64, CONFIG)
+    small = device_bytes(64, 64, CONFIG)
     shallow = CONFIG.replace(content_layers=("relu1_1",), style_layers=("relu1_1",))
-    assert activation_bytes(64, 64, shallow) < small
+    assert device_bytes(64, 64, shallow) < small
     assert plan_batch(5, 64, 64, CONFIG).per_run == 5
 
 
