@@ -23,7 +23,7 @@ from conftest import save_random_image
 from convert_weights.cli import main as convert_main
 from nst_jax import StyleConfig, StyleResult, cli, memory
 from nst_jax.cli import common, single
-from nst_jax.image_io import read_png_metadata
+from nst_jax.image_io import load_image, read_png_metadata
 from nst_jax.weights import file_sha256
 
 # Shallow layers and tiny images: one compile (~5 s on CPU) shared by every run below that optimizes.
@@ -544,3 +544,50 @@ def test_subprocess_exit_2_without_traceback(case, tmp_path, inputs):
     if case == "missing weights":
         assert f"python -m convert_weights -o {tmp_path / 'vgg19.h5'}" in line
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- style per region
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Left and right half masks (a size other than the output's: resized), a text file, and a missing path."""
+    folder = tmp_path_factory.mktemp("masks")
+    left = np.zeros((30, 40), np.uint8)
+    left[:, :20] = 255
+    Image.fromarray(left).save(folder / "left.png")
+    Image.fromarray(255 - left).save(folder / "right.png")
+    (folder / "text.png").write_text("not an image")
+    return {"left": folder / "left.png", "right": folder / "right.png", "text": folder / "text.png",
+            "missing": folder / "missing.png"}
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--style-masks", "{left}"], r"--style-masks has 1 image\(s\) for 2 style image\(s\)"),
+    (["--style-masks", "{left},{missing}"], "cannot read image '.*missing.png': no such file"),
+    (["--style-masks", "{left},{text}"], "cannot read image '.*text.png': not a recognised image format"),
+    (["--style-masks", "{left},{right}", "--style-blend-weights", "1,2"], "does not combine with --style-masks"),
+    (["--style-masks", "{left},masks/{{stem}}.png"], r"\{stem\} in --style-masks stands for each --batch content"),
+    (["--style-source-masks", "all"], r"--style-source-masks has 1 image\(s\) for 2 style image\(s\)"),
+    (["--style-source-masks", "all,{text}"], "cannot read image '.*text.png'"),
+])
+def test_bad_masks_are_one_line_errors_before_the_weights_load(tmp_path, inputs, masks, options, message, capsys):
+    """Exit 2 with one line, from a weights path that does not exist: nothing was loaded."""
+    options = [option.format(**masks) for option in options]
+    argv = [str(inputs["content"]), str(inputs["style"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"),
+            "--weights", str(tmp_path / "absent.h5"), *FAST[:-1], *options]
+    assert cli.main(argv) == 2
+    assert re.search(message, _one_error_line(capsys.readouterr().err))
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_masks_run_end_to_end_and_are_never_written(tmp_path, inputs, masks, weights_file, capsys):
+    out = tmp_path / "out.png"
+    regions = ["--style-masks", f"{masks['left']},{masks['right']}", "--style-source-masks", f"all,{masks['left']}"]
+    argv = [str(inputs["content"]), str(inputs["style"]), str(inputs["style2"]), "-o", str(out), "--weights",
+            str(weights_file), *FAST, *regions]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert load_image(out).shape == (27, 32, 3)  # the 40x48 content at --image-size 32
+    onto_mask = [*argv[:3], "-o", str(masks["left"]), *argv[5:], "--overwrite"]
+    assert cli.main(onto_mask) == 2
+    assert "is also an input (style mask 1)" in capsys.readouterr().err

@@ -525,3 +525,23 @@ def test_batch_form_in_a_fresh_process(tmp_path, inputs):
     assert process.returncode == 2, process.stderr
     assert "matches no image files" in _one_error_line(process.stderr)
     assert not out.exists()
+
+
+def test_batch_masks_follow_each_content_by_its_name(tmp_path, inputs, weights_file):
+    """--style-masks with {stem}: each content reads its own masks; a content without them is skipped, the other
+    written."""
+    contents, masks = tmp_path / "contents", tmp_path / "masks"
+    contents.mkdir(), masks.mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        save_random_image(contents / f"{name}.png", 40, 48, seed=seed)
+    top = np.zeros((40, 48), np.uint8)
+    top[:20] = 255
+    Image.fromarray(top).save(masks / "a_top.png")
+    Image.fromarray(255 - top).save(masks / "a_bottom.png")
+    run = _main(["--batch", contents, inputs["style"], inputs["style2"], "-o", tmp_path / "out", "--weights",
+                 weights_file, *FAST, "--style-masks", f"{masks}/{{stem}}_top.png,{masks}/{{stem}}_bottom.png"])
+    assert run.code == 0, run.err
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png"]
+    [warning] = run.err.strip().splitlines()
+    assert warning.startswith(f"nst-jax: warning: skipping {contents / 'b.png'}: cannot read image") and \
+        "b_top.png" in warning

@@ -26,6 +26,7 @@ WRITES = {
                    "init_study.png"],
     "colour": ["colour_style_colours.png", "colour_luminance.png", "colour_histogram.png", "colour.png"],
     "multiscale": ["multiscale_single.png", "multiscale_coarse_to_fine.png", "multiscale.png"],
+    "regions": ["regions_style1alone.png", "regions_style2alone.png", "regions_byregion.png", "regions.png"],
 }
 
 
@@ -67,6 +68,8 @@ def test_example_runs_and_writes_its_outputs(name, tmp_path, random_weights, cap
         assert load_image(tmp_path / file).max() > 0  # a readable, non-blank image
     if name == "multiscale":
         assert "coarse-to-fine took" in out
+    if name == "regions":
+        assert "by region" in out and "compiles included" in out
 
 
 def test_example_runs_as_a_script_and_fails_clearly_without_weights(tmp_path):
