@@ -21,6 +21,12 @@ VGG19 (inputs in [0, 1] with ImageNet normalization, whose activations are far s
 the paper used on 0-255 inputs) at alpha = 1, beta = 1e6. The two forms are related per layer by
     paper E_l = N_l^2 / 4 * normalized E_l,      paper L_c = N_l M_l / 2 * normalized L_c.
 
+Spatial control (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer", sec. 4): with style
+regions, R guidance channels m_r (one per style image, ``layer_masks`` at each layer), the style term compares
+guided Gram matrices G_r = sum_k m_rk^2 f_k f_k^T * M / sum_k m_rk^2 (the features weighted by the channel,
+rescaled by the region's area so that an all-white channel gives the plain G and a small region is not drowned) with
+style r's own target, summed over the regions: E_l = sum_r E_l(G_r, A_r). The content and TV terms are unchanged.
+
 All functions take single images (H, W, C) features; batch with ``jax.vmap``.
 """
 
