@@ -52,6 +52,17 @@ def gram_sum(features: jax.Array, *, spread: bool) -> jax.Array:
     return flat.T @ flat
 
 
+def agree_min(value: int) -> int:
+    """The least of every process's ``value`` (each must call this): memory-based choices (tiles, sub-batches)
+    made from it are the same in every process, so all of them compile and run the same programs."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils  # only multi-process runs need it
+
+    # float32 (JAX's default precision): bytes to 7 significant digits, the same in every process
+    return int(np.min(multihost_utils.process_allgather(np.float32(value))))
+
+
 def gather(array: jax.Array) -> np.ndarray:
     """A global array as one host NumPy array in every process: across processes (after
     ``jax.distributed.initialize()``) by an all-gather, since a process cannot read other processes' devices."""
@@ -62,5 +73,5 @@ def gather(array: jax.Array) -> np.ndarray:
     return np.asarray(array)
 
 
-__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "gather", "gram_sum", "row_sharding",
-           "spread_rows"]
+__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "agree_min", "device_mesh", "gather", "gram_sum",
+           "row_sharding", "spread_rows"]
