@@ -175,3 +175,20 @@ def test_cli_an_error_in_one_process_ends_both(tmp_path, inputs, weights_file):
     assert "nst-jax: error: process 1 stopped with an error" in outputs["0"][1]
     assert "nst-jax: error:" in outputs["1"][1] and "missing.png" in outputs["1"][1]
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--distributed"], "--distributed: JAX cannot tell which processes take part (coordinator_address should be "
+                        "defined): give --coordinator HOST:PORT"),
+    (["--process-id", "1"], "--process-id needs --distributed"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2"], "--process-id must be 0 to --num-processes - 1"),
+])
+def test_cli_process_options_without_what_they_need_exit_2(tmp_path, inputs, extra, message):
+    """Process options that cannot work: one error line, exit 2, before anything is loaded (no launcher here)."""
+    if extra == ["--distributed"] and {"SLURM_JOB_ID", "JAX_COORDINATOR_ADDRESS"} & set(os.environ):
+        pytest.skip("running under a launcher JAX detects")
+    child = launch([str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), *extra], 1)
+    stderr = finish({"cli": child}, timeout=120)["cli"][1]
+    lines = stderr.strip().splitlines()
+    assert child.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"nst-jax: error: {message}"), stderr
+    assert not (tmp_path / "out.png").exists()

@@ -65,7 +65,8 @@ def check_options(args: argparse.Namespace) -> None:
     given = [name for name in ("coordinator", "num_processes", "process_id") if getattr(args, name) is not None]
     if not args.distributed:
         if given:
-            raise DistributedError(f"{', '.join('--' + name.replace('_', '-') for name in given)} need --distributed")
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise DistributedError(f"{names} {'needs' if len(given) == 1 else 'need'} --distributed")
         return
     if args.num_processes is not None and args.num_processes < 1:
         raise DistributedError(f"--num-processes must be at least 1, got {args.num_processes}")
@@ -93,8 +94,9 @@ def start(args: argparse.Namespace) -> None:
         )
     except (ValueError, TypeError) as error:  # JAX's messages for what it could not find
         raise DistributedError(
-            f"--distributed: {error} Give --coordinator HOST:PORT, --num-processes N and --process-id I, or start "
-            "each process under a launcher JAX detects (Slurm's srun, mpirun)"
+            f"--distributed: JAX cannot tell which processes take part ({str(error).rstrip('.')}): give --coordinator "
+            "HOST:PORT, --num-processes N and --process-id I, or start each process under a launcher JAX detects "
+            "(Slurm's srun, mpirun)"
         ) from None
     except jax.errors.JaxRuntimeError as error:  # e.g. the coordinator never answered
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
