@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -191,4 +192,35 @@ def test_cli_process_options_without_what_they_need_exit_2(tmp_path, inputs, ext
     stderr = finish({"cli": child}, timeout=120)["cli"][1]
     lines = stderr.strip().splitlines()
     assert child.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"nst-jax: error: {message}"), stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.slow
+def test_cli_a_process_that_dies_ends_the_other(tmp_path, inputs, weights_file):
+    """Process 1 killed while both iterate: process 0 ends within about --distributed-timeout (10 s here) with JAX's
+    message and a non-zero exit (134, an abort), writing nothing, instead of waiting forever in a collective."""
+    port, logs = free_port(), {index: tmp_path / f"stderr{index}.txt" for index in (0, 1)}
+    children = {}
+    for index in (0, 1):
+        argv = [str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), "--weights",
+                str(weights_file), *CLI_RUN, "--iterations", "100000", *distributed(port, index),
+                "--distributed-timeout", "10"]
+        with open(logs[index], "w") as stderr:
+            children[index] = subprocess.Popen(
+                [sys.executable, "-m", "nst_jax", *argv], stdout=subprocess.DEVNULL, stderr=stderr,
+                env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    try:
+        deadline = time.monotonic() + 300
+        while "loss=" not in logs[0].read_text() and time.monotonic() < deadline:  # both iterate
+            time.sleep(0.5)
+        assert "loss=" in logs[0].read_text(), logs[0].read_text()[-3000:]
+        children[1].kill()
+        killed = time.monotonic()
+        children[0].wait(timeout=120)
+        ended = time.monotonic() - killed
+    finally:
+        for child in children.values():
+            child.kill()
+    assert children[0].returncode != 0 and ended < 10 + 20, (children[0].returncode, ended)
+    assert "JAX distributed service detected fatal errors" in logs[0].read_text()
     assert not (tmp_path / "out.png").exists()
