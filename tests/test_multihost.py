@@ -151,9 +151,10 @@ def test_cli_two_processes_write_once_and_equal_one(tmp_path, inputs, weights_fi
     assert sorted(path.name for path in shared.iterdir()) == ["log.json", "out.png", "out_iter2.png", "out_iter4.png"]
     (out0, err0), (out1, err1) = outputs["0"], outputs["1"]
     assert "wrote" in out0 and "4/4 [" in err0  # process 0 reports, and its progress bar reached the end
-    # process 1: nothing of nst-jax's, only the log lines of JAX's collectives (gloo's on stdout)
-    assert all(line.startswith("[Gloo]") for line in out1.splitlines()) and "/4 [" not in err1
-    assert "nst-jax" not in err1
+    # process 1: nothing of nst-jax's, only the log lines of JAX's collectives (gloo's on stdout, from several
+    # threads: lines can interleave mid-way)
+    assert "wrote" not in out1 and "loss" not in out1 and "nst-jax" not in out1, out1
+    assert "/4 [" not in err1 and "nst-jax" not in err1
     # XLA:CPU's threading changes the last digits (see test_two_processes_equal_one); 8-bit PNGs round to 1/255.
     image, reference = (np.asarray(Image.open(folder / "out.png"), np.float32) / 255 for folder in (shared, single))
     np.testing.assert_allclose(image, reference, atol=1e-2 + 1 / 255)
