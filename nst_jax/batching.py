@@ -28,7 +28,10 @@ def batch_mesh() -> Mesh:
 
 
 def _place(value: Any, sharding: NamedSharding) -> jax.Array:
-    """A host value as a global array with ``sharding`` (each process supplies its own shards)."""
+    """A host value as a global array with ``sharding`` (each process supplies its own shards); an array already
+    spread over other processes' devices (targets computed with rows split) is moved there on the devices."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return jax.device_put(value, sharding)
     host = np.asarray(value)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 

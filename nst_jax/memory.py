@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import jax
 
 from nst_jax.config import StyleConfig
+from nst_jax.mesh import agree_min
 from nst_jax.problem import content_shape, stage_shapes
 from nst_jax.tiling import plan_tiles
 from nst_jax.vgg import DEFAULT_ARCHITECTURE, LAYER_NAMES, conv_param_shapes, layer_stride
@@ -278,7 +279,9 @@ def plan_run(shape: Sequence[int], config: StyleConfig, *, devices: Sequence[jax
     ``TILE_SIZES`` (split too) that fits ``budget`` per device (default: what the devices have free).
     ``largest``: also find the longest side that fits per strategy (bisections; ``RunPlan.largest`` empty if not)."""
     devices = list(devices or jax.devices())
-    budget = per_device_budget(devices) if budget is None else budget
+    if budget is None:  # a process can query only its own devices; every process must choose the same plan
+        local = [device for device in devices if device.process_index == jax.process_index()]
+        budget = agree_min(per_device_budget(local))
     choices = _candidates(config, len(devices))
     platform = devices[0].platform
     shards, tile = next(((s, t) for s, t in choices if _needs(shape, config, s, t, platform) <= budget),
@@ -335,10 +338,11 @@ class BatchPlan:
 
 
 def plan_batch(size: int, height: int, width: int, config: StyleConfig, *, memory_fraction: float = 0.8) -> BatchPlan:
-    """Sub-batch size so that each device's share of a run fits ``memory_fraction`` of its free memory."""
-    devices = jax.local_devices()
+    """Sub-batch size so that each device's share of a run fits ``memory_fraction`` of its free memory (the least
+    of every process's: all of them must split the batch alike), the batch spread over every process's devices."""
+    devices = len(jax.devices())
     per_image = device_bytes(height, width, config)
-    per_device = min(device_memory_bytes(device) for device in devices)
+    per_device = agree_min(min(device_memory_bytes(device) for device in jax.local_devices()))
     fit_per_device = max(1, int(per_device * memory_fraction) // per_image)
-    per_run = min(size, fit_per_device * len(devices))
-    return BatchPlan(size, per_run, len(devices), per_image, per_device)
+    per_run = min(size, fit_per_device * devices)
+    return BatchPlan(size, per_run, devices, per_image, per_device)

@@ -59,6 +59,17 @@ def guided_gram_sum(features: jax.Array, masks: jax.Array) -> jax.Array:
     return jnp.einsum("rhw,hwc,hwd->rcd", jnp.square(masks), features, features)
 
 
+def agree_min(value: int) -> int:
+    """The least of every process's ``value`` (each must call this): memory-based choices (tiles, sub-batches)
+    made from it are the same in every process, so all of them compile and run the same programs."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils  # only multi-process runs need it
+
+    # float32 (JAX's default precision): bytes to 7 significant digits, the same in every process
+    return int(np.min(multihost_utils.process_allgather(np.float32(value))))
+
+
 def gather(array: jax.Array) -> np.ndarray:
     """A global array as one host NumPy array in every process: across processes (after
     ``jax.distributed.initialize()``) by an all-gather, since a process cannot read other processes' devices."""
@@ -69,5 +80,5 @@ def gather(array: jax.Array) -> np.ndarray:
     return np.asarray(array)
 
 
-__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "device_mesh", "gather", "gram_sum", "guided_gram_sum",
-           "row_sharding", "spread_rows"]
+__all__ = ["BATCH_AXIS", "FULL_RESOLUTION_LAYERS", "SPACE_AXIS", "agree_min", "device_mesh", "gather", "gram_sum",
+           "guided_gram_sum", "row_sharding", "spread_rows"]

@@ -34,7 +34,7 @@ import optax
 from nst_jax import lbfgs
 from nst_jax.lbfgs import LINE_SEARCHES
 from nst_jax.losses import LossInputs, LossSpec, LossTerms, loss_function
-from nst_jax.mesh import gather
+from nst_jax.mesh import agree_min, gather
 
 LossFn = Callable[[jax.Array, LossInputs], LossTerms]
 
@@ -408,6 +408,7 @@ def minimize(
         state = compiled.init(x, inputs, jnp.float32(spec.rate))
         while done < iterations:
             steps = next_chunk(done, iterations, capacity, seconds_per_step, progress_seconds)
+            steps = agree_min(steps)  # several processes time their chunks apart but must run the same ones
             began = time.perf_counter()
             out = compiled.chunk(x, state, inputs, jnp.asarray(steps, jnp.int32), capacity=capacity)
             dispatches += 1

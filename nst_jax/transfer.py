@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from nst_jax import image_io
 from nst_jax.batching import place_rows
 from nst_jax.config import StyleConfig
 from nst_jax.image_io import ImageSource
 from nst_jax.losses import LossInputs
 from nst_jax.memory import plan_run
+from nst_jax.mesh import gather
 from nst_jax.optimize import Optimization, Progress, Status, minimize
 from nst_jax.problem import (
     VGGArgument,
@@ -81,7 +80,7 @@ def stylize(
                               sources=source_masks(style_source_masks, stage_styles))
         inputs = LossInputs(vgg.params, targets, loss_weights_for(config))
         if optimizations:
-            x0 = image_io.resize_image(np.asarray(optimizations[-1].image, np.float32), *stage_content.shape[:2])
+            x0 = image_io.resize_image(gather(optimizations[-1].image), *stage_content.shape[:2])
         else:
             x0 = initial_image(config, seen_content, seen_styles)
         if spatial:

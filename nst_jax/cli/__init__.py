@@ -7,7 +7,7 @@
 * ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 (``nst_jax.cli.reconstruct``).
 
 What the forms share (the main parser, checks, exit codes, signals) is ``nst_jax.cli.common``; the forms import
-only it and the library.
+only it, ``nst_jax.cli.distributed`` (``--distributed``: several processes, process 0 writing) and the library.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from nst_jax.cli.common import (
     user_message,
     write_log,
 )
+from nst_jax.cli.distributed import agree, writes
 from nst_jax.config import StyleConfig
 from nst_jax.files import same_file
 from nst_jax.memory import BatchPlan
@@ -231,7 +232,8 @@ def batch_saver(
             outcomes.append(BatchOutcome(content, outputs[content], "interrupted", None, result))
         else:
             try:
-                result.save(outputs[content], bit_depth=bit_depth)
+                if writes():
+                    result.save(outputs[content], bit_depth=bit_depth)
             except image_io.ImageError as error:
                 skip(content, str(error), result)
                 return
@@ -273,8 +275,10 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
     device = select_device(args.device)
     with on_device(device):
         vgg = load_weights_loudly(args.weights, config, args.quiet) if todo else None
+        agree()
     try:
-        args.output.mkdir(exist_ok=True)
+        if writes():
+            args.output.mkdir(exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output folder '{args.output}': {error.strerror or error}") from None
     outcomes: list[BatchOutcome] = []

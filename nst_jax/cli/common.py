@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import re
 import signal
 import sys
@@ -32,6 +33,8 @@ from tqdm import tqdm
 
 from nst_jax import files, image_io, memory
 from nst_jax.argparsing import OneLineParser
+from nst_jax.cli import distributed
+from nst_jax.cli.distributed import DistributedError
 from nst_jax.config import INITS, ConfigError, StyleConfig, option_help, render_fields
 from nst_jax.optimize import Progress, Status
 from nst_jax.problem import check_shapes, configure_for, content_shape
@@ -253,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet, --overwrite,
-    --skip-memory-check); returns it."""
+    --skip-memory-check), and the "several processes" one (``distributed.add_options``); returns the first."""
     output = parser.add_argument_group("run and output")
     output.add_argument(
         "--weights", type=Path, default=None, metavar="PATH",
@@ -273,6 +276,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         help="run even if the estimated memory need exceeds what the device has free (default: refuse, naming the "
         "largest size that fits)",
     )
+    distributed.add_options(parser)
     return output
 
 
@@ -547,7 +551,8 @@ def check_memory(
     device = device or jax.local_devices()[0]
     free = memory.available_bytes(device)
     if single and config.shard not in ("none", "batch"):
-        plan = memory.plan_run(shape, config, largest=False)
+        # this process's budget: no collective before distributed.agree (a process with an error would not join it)
+        plan = memory.plan_run(shape, config, budget=memory.per_device_budget(jax.local_devices()), largest=False)
         needed, free = plan.process_bytes, plan.budget
     else:
         needed = memory.run_needs(shape, config, platform=device.platform)
@@ -590,7 +595,9 @@ def content_run(
     content, styles = load_inputs(args, config)
     masks, sources = load_masks(mask_paths(args)), load_masks(source_mask_paths(args))
     with on_device(device):
-        yield ContentRun(content, styles, load_weights_loudly(args.weights, config, args.quiet), masks, sources)
+        vgg = load_weights_loudly(args.weights, config, args.quiet)
+        distributed.agree()
+        yield ContentRun(content, styles, vgg, masks, sources)
 
 
 def dry_run(args: argparse.Namespace, config: StyleConfig, contents: Sequence[Path], members: int) -> int:
@@ -608,14 +615,15 @@ def dry_run(args: argparse.Namespace, config: StyleConfig, contents: Sequence[Pa
 
 
 def select_device(device: str | None) -> jax.Device | None:
-    """Restrict JAX to ``device``'s platform (call before any JAX computation); its first device, or None."""
+    """Restrict JAX to ``device``'s platform (call before any JAX computation); this process's first device of it,
+    or None."""
     if device is None:
         return None
     if device == "cpu":
         jax.config.update("jax_platforms", "cpu")
-        return jax.devices("cpu")[0]
+        return jax.local_devices(backend="cpu")[0]
     try:  # JAX picks a GPU by itself when one works; "gpu" is not accepted as a jax_platforms value
-        return jax.devices("gpu")[0]
+        return jax.local_devices(backend="gpu")[0]
     except RuntimeError:
         raise UsageError(
             f"--device gpu: JAX finds no GPU (it has: {jax.default_backend()}); "
@@ -708,7 +716,9 @@ def bar_callback(
 
 
 def save_snapshot(path: Path, image: np.ndarray, bit_depth: int, bar: tqdm, iteration: int) -> None:
-    """Write one snapshot; a failure is a warning, not the end of the run."""
+    """Write one snapshot (process 0 of several only); a failure is a warning, not the end of the run."""
+    if not distributed.writes():
+        return
     try:
         metadata = {"nst_jax:status": "snapshot", "nst_jax:iterations": str(iteration)}
         image_io.save_image(path, np.clip(image, 0.0, 1.0), bit_depth=bit_depth, metadata=metadata)
@@ -738,8 +748,9 @@ def log_record(result: StyleResult, output: Path, wall: float) -> dict[str, Any]
 
 
 def write_log(path: Path | None, record: dict[str, Any]) -> bool:
-    """Write the ``--log-json`` record atomically, if asked for; False (after an error line) if it failed."""
-    if path is None:
+    """Write the ``--log-json`` record atomically, if asked for (process 0 of several only); False (after an error
+    line) if it failed."""
+    if path is None or not distributed.writes():
         return True
     try:
         files.write_json(path, record)
@@ -751,8 +762,9 @@ def write_log(path: Path | None, record: dict[str, Any]) -> bool:
 
 def save_result(result: StyleResult, output: Path, bit_depth: int) -> bool:
     """Save ``result`` unless no iteration finished (its image would be the untouched start, and an existing
-    output must not be replaced by that); False (after an error line) if the image could not be written."""
-    if result.iterations == 0:
+    output must not be replaced by that; process 0 of several only); False (after an error line) if the image could
+    not be written."""
+    if result.iterations == 0 or not distributed.writes():
         return True
     try:
         result.save(output, bit_depth=bit_depth)
@@ -827,14 +839,33 @@ def run_guarded(
     prog: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace, *, process: bool, interrupted: str
 ) -> int:
     """``run(args)`` under ``StopSignals``: a ``UsageError`` is one error line (exit 2), an interruption that
-    escapes the run's own handling the line ``interrupted`` (exit 130, 143 for SIGTERM)."""
+    escapes the run's own handling the line ``interrupted`` (exit 130, 143 for SIGTERM). With ``--distributed``,
+    after joining the other processes (``distributed.start``); in all but process 0 the run's output (stdout,
+    stderr, progress) is discarded and only its error line shown, and every process's checks meet in
+    ``distributed.agree`` before anything is computed (here too for a run that computes nothing)."""
     with StopSignals(prog, process=process) as stop:
         try:
-            code = run(args)
-        except UsageError as error:
+            distributed.start(args)
+            with _this_process_output(args):
+                code = run(args)
+            distributed.agree()
+        except (UsageError, DistributedError) as error:
+            distributed.agree(str(error))
             print(f"{prog}: error: {error}", file=sys.stderr)
             code = EXIT_USAGE
         except KeyboardInterrupt:
             print(f"{prog}: {interrupted}", file=sys.stderr)
             code = EXIT_INTERRUPTED
     return stop.exit_code(code)
+
+
+@contextlib.contextmanager
+def _this_process_output(args: argparse.Namespace) -> Iterator[None]:
+    """Process 0 of several (or the only one): nothing changes. Any other: its stdout and stderr discarded (every
+    process computes the same run, with the same options; process 0 reports it)."""
+    if distributed.writes():
+        yield
+        return
+    with open(os.devnull, "w") as discard, contextlib.redirect_stdout(discard), contextlib.redirect_stderr(discard):
+        yield
+

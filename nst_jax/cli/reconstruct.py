@@ -42,6 +42,7 @@ from nst_jax.cli.common import (
     weights_path,
     with_progress,
 )
+from nst_jax.cli.distributed import agree, writes
 from nst_jax.config import StyleConfig
 from nst_jax.optimize import Status
 from nst_jax.problem import prepare_images
@@ -135,7 +136,8 @@ def prepare_folder(folder: Path) -> None:
     if not folder.exists():
         if not folder.parent.is_dir():
             raise UsageError(f"output folder's parent '{folder.parent}' does not exist")
-        folder.mkdir()
+        if writes():
+            folder.mkdir()
 
 
 def check_outputs(args: argparse.Namespace, paths: Sequence[Path], grid: Path) -> None:
@@ -173,7 +175,8 @@ def saver(paths: dict[tuple[str, ...], Path], bit_depth: int, failed: list[str])
         if result.status == Status.NON_FINITE:
             failed.append(f"{reconstruction.label}: the loss became NaN or infinite (last finite image saved)")
         try:
-            result.save(path, bit_depth=bit_depth)
+            if writes():
+                result.save(path, bit_depth=bit_depth)
         except image_io.ImageError as error:
             failed.append(f"{reconstruction.label}: {error}")
 
@@ -196,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     with on_device(device):
         vgg = load_weights_loudly(args.weights, config, args.quiet)
+        agree()
         total = config.iterations * (1 if batched else len(sets))
         with progress_bar(total, "it", args.quiet) as bar:
             done = reconstruct(
@@ -205,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
             )
     if any(r.result.iterations for r in done):  # else every tile is the untouched start
         try:
-            image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
+            if writes():
+                image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
         except image_io.ImageError as error:
             failed.append(f"the grid: {error}")
     return report(args, done, len(sets), failed, grid, time.perf_counter() - start)

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from nst_jax.cli.common import (
@@ -28,6 +27,7 @@ from nst_jax.cli.common import (
     write_log,
 )
 from nst_jax.config import StyleConfig
+from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status
 from nst_jax.result import StyleResult
 from nst_jax.transfer import stylize
@@ -39,7 +39,7 @@ def snapshots(bar: tqdm, output: Path, save_every: int | None, bit_depth: int) -
     def save_due(progress: Progress) -> None:
         if save_every and progress.iteration % save_every == 0:
             path = snapshot_path(output, progress.iteration)
-            save_snapshot(path, np.asarray(progress.image, np.float32), bit_depth, bar, progress.iteration)
+            save_snapshot(path, gather(progress.image), bit_depth, bar, progress.iteration)  # every process
 
     return save_due
 

@@ -32,6 +32,7 @@ from nst_jax.cli.common import (
     with_progress,
     write_log,
 )
+from nst_jax.cli.distributed import writes
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.memory import BatchPlan
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
         if result.iterations == 0:  # interrupted before the first iteration: the image is the untouched start
             continue
         try:
-            result.save(path, bit_depth=args.bit_depth)
+            if writes():
+                result.save(path, bit_depth=args.bit_depth)
             written.append(path)
         except image_io.ImageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -162,7 +164,8 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
     try:
         if any(result.iterations for result in results):  # else every tile is the untouched start
             sheet = contact_sheet([result.image for result in results], tiles, columns=_sweep_columns(len(results)))
-            image_io.save_image(grid, sheet)
+            if writes():
+                image_io.save_image(grid, sheet)
             written.append(grid)
     except image_io.ImageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
