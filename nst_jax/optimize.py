@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -387,7 +388,8 @@ def minimize(
 
     ``callback`` runs after every chunk. ``progress_seconds``: shorter chunks, so that it runs about that often
     (the first chunk is one step, which also compiles; chunk ends stay on multiples of ``chunk_size``). Ctrl-C
-    between or during chunks ends the run with status ``interrupted`` and the image of the last finished chunk.
+    between or during chunks, or ``request_stop``, ends the run with status ``interrupted`` and the image of the last
+    finished chunk.
     With ``input_axes`` (a ``LossInputs``-shaped prefix of vmap axes), ``x0`` holds a batch of images optimized
     independently as one program; the records then have a member axis, and ``finite`` says which members stayed
     finite.
@@ -408,7 +410,11 @@ def minimize(
         state = compiled.init(x, inputs, jnp.float32(spec.rate))
         while done < iterations:
             steps = next_chunk(done, iterations, capacity, seconds_per_step, progress_seconds)
-            steps = agree_min(steps)  # several processes time their chunks apart but must run the same ones
+            # Several processes time their chunks apart but must run the same ones, and stop after the same one.
+            steps = agree_min(0 if _STOP.is_set() else steps)
+            if steps == 0:
+                status = Status.INTERRUPTED
+                break
             began = time.perf_counter()
             out = compiled.chunk(x, state, inputs, jnp.asarray(steps, jnp.int32), capacity=capacity)
             dispatches += 1
@@ -434,6 +440,22 @@ def minimize(
                           for i in range(len(LossTerms._fields))))
     evaluations = np.concatenate([r[1] for r in records] or [empty.astype(np.int32)])
     return Optimization(x, history, evaluations, finite, status, dispatches, time.perf_counter() - start)
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """End every run at its next chunk boundary with status ``interrupted`` (and no later run start), as Ctrl-C
+    does. Under several processes (``jax.distributed``) this is the way to stop: every process stops after the
+    same chunk (they agree on each chunk's length), where an exception in one would leave the others waiting in a
+    collective."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Let runs go on again after ``request_stop``."""
+    _STOP.clear()
 
 
 def _latest(values: np.ndarray) -> float | np.ndarray:

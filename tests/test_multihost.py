@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from PIL import Image
 
 from conftest import random_images
 from nst_jax import StyleConfig
+from nst_jax.image_io import read_png_metadata
 
 CONFIG = StyleConfig(image_size=48, iterations=4, line_search="none", init="content")  # smooth in the inputs
 STYLE_WEIGHTS = [1e3, 1e4, 1e5, 1e6]
@@ -225,3 +227,33 @@ def test_cli_a_process_that_dies_ends_the_other(tmp_path, inputs, weights_file):
     assert children[0].returncode != 0 and ended < 10 + 20, (children[0].returncode, ended)
     assert "JAX distributed service detected fatal errors" in logs[0].read_text()
     assert not (tmp_path / "out.png").exists()
+
+
+def test_cli_ctrl_c_stops_every_process_after_the_same_chunk(tmp_path, inputs, weights_file):
+    """SIGINT to process 1 alone while both iterate (a terminal or srun delivers it to each, at slightly different
+    moments): both stop after the same chunk, exit 130, and process 0 saves the image, instead of process 0 going
+    on alone into a collective that process 1 never joins."""
+    port, logs = free_port(), {index: tmp_path / f"stderr{index}.txt" for index in (0, 1)}
+    children = {}
+    for index in (0, 1):
+        argv = [str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), "--weights",
+                str(weights_file), *CLI_RUN, "--iterations", "100000", *distributed(port, index),
+                "--distributed-timeout", "30"]
+        with open(logs[index], "w") as stderr:
+            children[index] = subprocess.Popen(
+                [sys.executable, "-m", "nst_jax", *argv], stdout=subprocess.DEVNULL, stderr=stderr,
+                env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    try:
+        deadline = time.monotonic() + 300
+        while "loss=" not in logs[0].read_text() and time.monotonic() < deadline:  # both iterate
+            time.sleep(0.5)
+        assert "loss=" in logs[0].read_text(), logs[0].read_text()[-3000:]
+        children[1].send_signal(signal.SIGINT)
+        for child in children.values():
+            child.wait(timeout=120)
+    finally:
+        for child in children.values():
+            child.kill()
+    assert [children[index].returncode for index in (0, 1)] == [130, 130], [logs[i].read_text()[-2000:] for i in (0, 1)]
+    assert "interrupted at iteration" in logs[0].read_text()
+    assert read_png_metadata(tmp_path / "out.png")["nst_jax:status"] == "interrupted"

@@ -36,7 +36,7 @@ from nst_jax.argparsing import OneLineParser
 from nst_jax.cli import distributed
 from nst_jax.cli.distributed import DistributedError
 from nst_jax.config import INITS, ConfigError, StyleConfig, option_help, render_fields
-from nst_jax.optimize import Progress, Status
+from nst_jax.optimize import Progress, Status, clear_stop, request_stop
 from nst_jax.problem import check_shapes, configure_for, content_shape
 from nst_jax.result import StyleResult
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, default_weights_path, load_weights
@@ -791,9 +791,10 @@ def nothing_finished(result: StyleResult) -> str:
 
 class StopSignals:
     """Ctrl-C (SIGINT) and SIGTERM while a command runs: the first raises ``KeyboardInterrupt``, which ends the
-    optimization with what is finished; later ones are held off with a note, so that the saving completes (by
-    default a second Ctrl-C would abort it and lose every finished iteration). Installed only in the main thread,
-    where Python delivers signals.
+    optimization with what is finished (with ``--distributed``: ``optimize.request_stop``, so that every process
+    stops after the same chunk, where an exception would leave the others waiting in a collective); later ones are
+    held off with a note, so that the saving completes (by default a second Ctrl-C would abort it and lose every
+    finished iteration). Installed only in the main thread, where Python delivers signals.
 
     ``process``: the command is the whole process (``python -m nst_jax``, ``nst-jax``), so after a first signal
     the later ones stay held off until it exits (JAX's exit handlers must not end in a traceback either); else
@@ -810,6 +811,7 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
+        clear_stop()
         if threading.current_thread() is threading.main_thread():
             self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
@@ -825,6 +827,9 @@ class StopSignals:
             self.received = number
             if number == signal.SIGTERM:
                 print(f"{self.prog}: SIGTERM received: stopping and saving what is finished", file=sys.stderr)
+            if distributed.active():  # every process stops after the same chunk (an exception here would not)
+                request_stop()
+                return
             raise KeyboardInterrupt
         if not self._noted:
             self._noted = True

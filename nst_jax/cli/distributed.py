@@ -105,6 +105,11 @@ def start(args: argparse.Namespace) -> None:
     _SESSION.started = True
 
 
+def active() -> bool:
+    """Whether this process is one of several (``--distributed`` started)."""
+    return _SESSION.started
+
+
 def writes() -> bool:
     """Whether this process writes files and output: the only one, or process 0 of several."""
     return not _SESSION.started or jax.process_index() == 0
@@ -130,4 +135,4 @@ def _failed(flags: np.ndarray) -> Sequence[int]:
     return [int(index) for index in np.flatnonzero(np.asarray(flags).reshape(-1))]
 
 
-__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "add_options", "agree", "check_options", "start", "writes"]
+__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "active", "add_options", "agree", "check_options", "start", "writes"]
