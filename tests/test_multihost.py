@@ -198,25 +198,35 @@ def test_cli_process_options_without_what_they_need_exit_2(tmp_path, inputs, ext
     assert not (tmp_path / "out.png").exists()
 
 
-@pytest.mark.slow
-def test_cli_a_process_that_dies_ends_the_other(tmp_path, inputs, weights_file):
-    """Process 1 killed while both iterate: process 0 ends within about --distributed-timeout (10 s here) with JAX's
-    message and a non-zero exit (134, an abort), writing nothing, instead of waiting forever in a collective."""
+def iterating_pair(tmp_path, inputs, weights_file, *, timeout: int) -> tuple[dict, dict]:
+    """Two CLI processes of an endless run into tmp_path/out.png (``--distributed-timeout`` ``timeout``), returned
+    (with their stderr files) once process 0 iterates; both are killed if it never does."""
     port, logs = free_port(), {index: tmp_path / f"stderr{index}.txt" for index in (0, 1)}
     children = {}
     for index in (0, 1):
         argv = [str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), "--weights",
                 str(weights_file), *CLI_RUN, "--iterations", "100000", *distributed(port, index),
-                "--distributed-timeout", "10"]
+                "--distributed-timeout", str(timeout)]
         with open(logs[index], "w") as stderr:
             children[index] = subprocess.Popen(
                 [sys.executable, "-m", "nst_jax", *argv], stdout=subprocess.DEVNULL, stderr=stderr,
                 env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    deadline = time.monotonic() + 300
+    while "loss=" not in logs[0].read_text() and time.monotonic() < deadline:  # both iterate
+        time.sleep(0.5)
+    if "loss=" not in logs[0].read_text():
+        for child in children.values():
+            child.kill()
+        pytest.fail(logs[0].read_text()[-3000:])
+    return children, logs
+
+
+@pytest.mark.slow
+def test_cli_a_process_that_dies_ends_the_other(tmp_path, inputs, weights_file):
+    """Process 1 killed while both iterate: process 0 ends within about --distributed-timeout (10 s here) with JAX's
+    message and a non-zero exit (134, an abort), writing nothing, instead of waiting forever in a collective."""
+    children, logs = iterating_pair(tmp_path, inputs, weights_file, timeout=10)
     try:
-        deadline = time.monotonic() + 300
-        while "loss=" not in logs[0].read_text() and time.monotonic() < deadline:  # both iterate
-            time.sleep(0.5)
-        assert "loss=" in logs[0].read_text(), logs[0].read_text()[-3000:]
         children[1].kill()
         killed = time.monotonic()
         children[0].wait(timeout=120)
@@ -229,25 +239,13 @@ def test_cli_a_process_that_dies_ends_the_other(tmp_path, inputs, weights_file):
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_stops_every_process_after_the_same_chunk(tmp_path, inputs, weights_file):
     """SIGINT to process 1 alone while both iterate (a terminal or srun delivers it to each, at slightly different
     moments): both stop after the same chunk, exit 130, and process 0 saves the image, instead of process 0 going
     on alone into a collective that process 1 never joins."""
-    port, logs = free_port(), {index: tmp_path / f"stderr{index}.txt" for index in (0, 1)}
-    children = {}
-    for index in (0, 1):
-        argv = [str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), "--weights",
-                str(weights_file), *CLI_RUN, "--iterations", "100000", *distributed(port, index),
-                "--distributed-timeout", "30"]
-        with open(logs[index], "w") as stderr:
-            children[index] = subprocess.Popen(
-                [sys.executable, "-m", "nst_jax", *argv], stdout=subprocess.DEVNULL, stderr=stderr,
-                env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    children, logs = iterating_pair(tmp_path, inputs, weights_file, timeout=30)
     try:
-        deadline = time.monotonic() + 300
-        while "loss=" not in logs[0].read_text() and time.monotonic() < deadline:  # both iterate
-            time.sleep(0.5)
-        assert "loss=" in logs[0].read_text(), logs[0].read_text()[-3000:]
         children[1].send_signal(signal.SIGINT)
         for child in children.values():
             child.wait(timeout=120)
