@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax import Progress, StyleResult, VGGWeights, load_image, save_image
-from nst_jax.cli.common import UsageError, bar_callback, load_weights_loudly, progress_bar
+from nst_jax.cli.exits import UsageError
+from nst_jax.cli.loading import load_weights_loudly
+from nst_jax.cli.progress import bar_callback, progress_bar
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.files import check_output
 from nst_jax.image_io import is_own_image, resize_image

@@ -22,7 +22,7 @@ from PIL import Image
 from conftest import save_random_image
 from convert_weights.cli import main as convert_main
 from nst_jax import StyleConfig, StyleResult, cli, memory
-from nst_jax.cli import common, single
+from nst_jax.cli import device, loading, options, paths, progress, single
 from nst_jax.image_io import load_image, read_png_metadata
 from nst_jax.weights import file_sha256
 
@@ -58,9 +58,9 @@ def _one_error_line(err: str) -> str:
 
 
 def test_defaults_come_from_style_config(tmp_path: Path):
-    parser = common.build_parser()
+    parser = options.build_parser()
     args = parser.parse_args(["c.png", "s.png", "-o", str(tmp_path / "o.png")])
-    assert common.config_from_args(args) == StyleConfig()
+    assert options.config_from_args(args) == StyleConfig()
     for field in dataclasses.fields(StyleConfig):
         assert parser.get_default(field.name) == getattr(StyleConfig(), field.name), field.name
 
@@ -75,12 +75,12 @@ def test_help_shows_defaults(monkeypatch, capsys):
 
 
 def test_lists_and_choices_are_parsed(tmp_path: Path):
-    args = common.build_parser().parse_args([
+    args = options.build_parser().parse_args([
         "c.png", "s1.png", "s2.png", "-o", str(tmp_path / "o.png"), "--content-layers", "relu3_1",
         "--style-layers", "relu1_1, relu2_1", "--style-layer-weights", "1,0.5", "--style-blend-weights", "3,1",
         "--optimizer", "adam", "--loss-form", "paper", "--pooling", "max", "--init", "content",
     ])
-    config = common.config_from_args(args)
+    config = options.config_from_args(args)
     assert config.content_layers == ("relu3_1",) and config.style_layers == ("relu1_1", "relu2_1")
     assert config.style_layer_weights == (1.0, 0.5) and config.style_blend_weights == (3.0, 1.0)
     assert (config.optimizer, config.loss_form, config.pooling, config.init) == ("adam", "paper", "max", "content")
@@ -89,15 +89,15 @@ def test_lists_and_choices_are_parsed(tmp_path: Path):
 
 @pytest.mark.parametrize("chunk,every,expected", [(20, 50, 10), (20, 40, 20), (20, 7, 1), (4, 2, 2)])
 def test_save_every_puts_chunk_boundaries_on_snapshots(tmp_path: Path, chunk, every, expected):
-    args = common.build_parser().parse_args(
+    args = options.build_parser().parse_args(
         ["c.png", "s.png", "-o", str(tmp_path / "o.png"), "--chunk-size", str(chunk), "--save-every", str(every)]
     )
-    assert common.config_from_args(args).chunk_size == expected
+    assert options.config_from_args(args).chunk_size == expected
 
 
 def test_snapshot_path():
-    assert common.snapshot_path(Path("dir/out.png"), 50) == Path("dir/out_iter50.png")
-    assert common.snapshot_path(Path("a.b.jpg"), 5) == Path("a.b_iter5.jpg")
+    assert paths.snapshot_path(Path("dir/out.png"), 50) == Path("dir/out_iter50.png")
+    assert paths.snapshot_path(Path("a.b.jpg"), 5) == Path("a.b_iter5.jpg")
 
 
 def test_usage_errors_from_argparse_exit_2(capsys):
@@ -180,7 +180,7 @@ def test_non_finite_saves_last_finite_image_and_exits_1(tmp_path, inputs, weight
     assert record["status"] == "non-finite" and record["iterations"] < 4
 
 
-class _InterruptingBar(common.tqdm):
+class _InterruptingBar(progress.tqdm):
     """A progress bar that acts as if Ctrl-C were pressed right after the first chunk."""
 
     def update(self, n: float | None = 1) -> bool | None:
@@ -189,7 +189,7 @@ class _InterruptingBar(common.tqdm):
 
 
 def test_ctrl_c_saves_the_current_image_and_exits_130(tmp_path, inputs, weights_file, monkeypatch, capsys):
-    monkeypatch.setattr(common, "tqdm", _InterruptingBar)
+    monkeypatch.setattr(progress, "tqdm", _InterruptingBar)
     out = tmp_path / "out.png"
     assert cli.main(_argv(inputs, out, weights_file)) == 130
     err = capsys.readouterr().err
@@ -293,12 +293,12 @@ def test_a_run_too_large_for_memory_is_refused_with_the_size_that_fits(tmp_path,
                                                                        capsys):
     budget = 2**30
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
-    monkeypatch.setattr(common, "load_weights", lambda *args: pytest.fail("weights loaded before the memory check"))
+    monkeypatch.setattr(loading, "load_weights", lambda *args: pytest.fail("weights loaded before the memory check"))
     assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--image-size", "2048")) == 2
     line = _one_error_line(capsys.readouterr().err)
     fits = int(re.search(r"the largest --image-size that fits is (\d+)", line).group(1))
-    args = common.build_parser().parse_args(_argv(inputs, tmp_path / "out.png", weights_file))
-    config = common.config_from_args(args)
+    args = options.build_parser().parse_args(_argv(inputs, tmp_path / "out.png", weights_file))
+    config = options.config_from_args(args)
     shape = (40, 48)
     assert memory.run_needs(shape, config.replace(image_size=fits)) <= budget < memory.run_needs(
         shape, config.replace(image_size=fits + 1))
@@ -310,7 +310,7 @@ def test_skip_memory_check_runs_anyway(tmp_path, inputs, weights_file, monkeypat
     assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--skip-memory-check")) == 0
 
 
-class _SignallingBar(common.tqdm):
+class _SignallingBar(progress.tqdm):
     """A progress bar that sends this process a real SIGINT after the first chunk, as Ctrl-C does."""
 
     def update(self, n: float | None = 1) -> bool | None:
@@ -322,7 +322,7 @@ class _SignallingBar(common.tqdm):
 
 def test_a_second_ctrl_c_waits_for_the_saving(tmp_path, inputs, weights_file, monkeypatch, capsys):
     """Pressing Ctrl-C twice must not throw away the finished iterations."""
-    monkeypatch.setattr(common, "tqdm", _SignallingBar)
+    monkeypatch.setattr(progress, "tqdm", _SignallingBar)
     real_save = StyleResult.save
 
     def save_after_another_ctrl_c(self, *args, **kwargs):
@@ -479,7 +479,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(common, "load_weights", must_not_load)
+    monkeypatch.setattr(loading, "load_weights", must_not_load)
     (tmp_path / "dir.png").mkdir()
     (tmp_path / "link.png").symlink_to(inputs["content"])
     os.mkfifo(tmp_path / "fifo")
@@ -511,11 +511,11 @@ def test_gpu_requested_without_one_is_exit_2(tmp_path, inputs, weights_file, cap
 def test_device_cpu_selects_the_cpu_platform():
     before = jax.config.jax_platforms
     try:
-        assert common.select_device("cpu").platform == "cpu"
+        assert device.select_device("cpu").platform == "cpu"
         assert jax.config.jax_platforms == "cpu"
     finally:
         jax.config.update("jax_platforms", before)
-    assert common.select_device(None) is None
+    assert device.select_device(None) is None
 
 
 # --------------------------------------------------------------------------- end to end, in a fresh process

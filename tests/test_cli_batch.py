@@ -23,7 +23,7 @@ from PIL import Image
 
 from conftest import save_random_image
 from nst_jax import StyleConfig, cli, memory
-from nst_jax.cli import common
+from nst_jax.cli import loading, options, paths, progress
 from nst_jax.cli import sweep as cli_sweep
 from nst_jax.color import rgb_to_yiq
 from nst_jax.contact_sheet import (
@@ -147,16 +147,16 @@ def test_member_names_and_labels():
 
 
 def test_both_command_forms_parse():
-    parse = common.build_parser().parse_intermixed_args
+    parse = options.build_parser().parse_intermixed_args
     single = parse(["c.png", "s1.png", "-o", "o.png", "s2.png"])
     assert (single.content, single.styles, single.batch) == (Path("c.png"), [Path("s1.png"), Path("s2.png")], None)
     batch = parse(["--batch", "photos", "s.png", "-o", "outdir"])
-    assert batch.batch == "photos" and common.style_paths(batch) == [Path("s.png")]
-    assert common.style_paths(parse(["--batch", "photos", "s1.png", "s2.png", "-o", "o"])) == [Path("s1.png"),
+    assert batch.batch == "photos" and paths.style_paths(batch) == [Path("s.png")]
+    assert paths.style_paths(parse(["--batch", "photos", "s1.png", "s2.png", "-o", "o"])) == [Path("s1.png"),
                                                                                               Path("s2.png")]
     weights = parse(["c.png", "s.png", "-o", "o.png", "--style-weight", "1e2, 1e3", "--tv-weight", "0.5"])
-    config = common.config_from_args(weights)
-    assert common.weight_sweep(weights, config) == {"style_weight": (1e2, 1e3)}
+    config = options.config_from_args(weights)
+    assert options.weight_sweep(weights, config) == {"style_weight": (1e2, 1e3)}
     assert config.tv_weight == 0.5 and config.style_weight == 1e2
 
 
@@ -259,12 +259,12 @@ def test_sweep_member_that_turns_non_finite_is_reported_and_not_written(
 
 
 def test_ctrl_c_during_a_sweep_saves_the_current_images(tmp_path, inputs, weights_file, monkeypatch, capsys):
-    class InterruptingBar(common.tqdm):
+    class InterruptingBar(progress.tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             super().update(n)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "tqdm", InterruptingBar)
+    monkeypatch.setattr(progress, "tqdm", InterruptingBar)
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
     assert cli.main([str(arg) for arg in argv]) == 130
     err = capsys.readouterr().err
@@ -354,7 +354,7 @@ def test_batch_with_nothing_left_to_do_loads_nothing(batch_run, tmp_path, batch_
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded although every output exists")
 
-    monkeypatch.setattr(common, "load_weights", must_not_load)
+    monkeypatch.setattr(loading, "load_weights", must_not_load)
     out = tmp_path / "styled"
     shutil.copytree(batch_run[1], out)
     shutil.copy(out / "a.png", out / "broken.png")  # as if broken.png had been written too
@@ -494,7 +494,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(common, "load_weights", must_not_load)
+    monkeypatch.setattr(loading, "load_weights", must_not_load)
     contents, empty, twins = tmp_path / "contents", tmp_path / "empty", tmp_path / "twins"
     for folder in (contents, empty, twins):
         folder.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nst_jax import cli
-from nst_jax.cli import common
+from nst_jax.cli import exits
 from nst_jax.cli import reconstruct as cli_reconstruct
 from nst_jax.image_io import load_image, read_png_metadata
 
@@ -123,5 +123,5 @@ def test_missing_weights_name_the_command_that_fetches_them(capsys, tmp_path, in
 def test_layer_sets():
     assert cli_reconstruct.layer_sets("content", None) == [(layer,) for layer in cli_reconstruct.CONTENT_LAYERS]
     assert cli_reconstruct.layer_sets("style", ("relu1_1", "relu3_1")) == [("relu1_1",), ("relu1_1", "relu3_1")]
-    with pytest.raises(common.UsageError, match="at least one layer"):
+    with pytest.raises(exits.UsageError, match="at least one layer"):
         cli_reconstruct.layer_sets("style", ())

@@ -6,8 +6,11 @@
 * ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images (``nst_jax.cli.batch``).
 * ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 (``nst_jax.cli.reconstruct``).
 
-What the forms share (the main parser, checks, exit codes, signals) is ``nst_jax.cli.common``; the forms import
-only it, ``nst_jax.cli.distributed`` (``--distributed``: several processes, process 0 writing) and the library.
+What the forms share lives in one module per concern: ``exits`` (exit codes, ``UsageError``), ``options`` (the
+parser, generated from ``StyleConfig``), ``paths`` (the files a run reads and writes), ``checks`` (everything checked
+before anything slow, and ``--dry-run``), ``device``, ``loading`` (images, masks, the network), ``progress`` (the bar,
+snapshots), ``saving`` (images and the JSON log), ``signals`` (Ctrl-C and SIGTERM, one-line errors) and
+``distributed`` (``--distributed``: several processes, process 0 writing).
 """
 
 from __future__ import annotations
@@ -18,23 +21,27 @@ import sys
 import time
 from collections.abc import Sequence
 
-from nst_jax.cli import batch, common, reconstruct, single, sweep
+from nst_jax.cli import batch, reconstruct, single, sweep
+from nst_jax.cli.checks import check_blend_weights, check_masks, check_mode, check_single_only, dry_run
+from nst_jax.cli.exits import EXIT_USAGE, PROG
+from nst_jax.cli.options import build_parser, config_from_args, weight_sweep
+from nst_jax.cli.signals import run_guarded
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything cheap, then run the form the arguments ask for (single, sweep, ``--batch``)."""
     start = time.perf_counter()
-    config = common.config_from_args(args)
-    lists = common.weight_sweep(args, config)
-    common.check_mode(args, lists)
-    common.check_single_only(args, lists)
-    common.check_masks(args, config)
+    config = config_from_args(args)
+    lists = weight_sweep(args, config)
+    check_mode(args, lists)
+    check_single_only(args, lists)
+    check_masks(args, config)
     if args.dry_run:
         contents = [args.content] if args.batch is None else batch.find_contents(args.batch)
-        return common.dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))
+        return dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))
     if args.batch is not None:
         return batch.run(args, config, start)
-    common.check_blend_weights(config, args.styles)
+    check_blend_weights(config, args.styles)
     if lists:
         return sweep.run(args, config, lists, start)
     return single.run(args, config, start)
@@ -46,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
         return reconstruct.main(argv[1:], process=process)
     try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
-        args = common.build_parser().parse_intermixed_args(argv)
+        args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)
-        return exit_.code if isinstance(exit_.code, int) else common.EXIT_USAGE
-    return common.run_guarded(common.PROG, run, args, process=process,
-                              interrupted="interrupted before the final image was saved")
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    return run_guarded(PROG, run, args, process=process, interrupted="interrupted before the final image was saved")

@@ -18,34 +18,15 @@ from typing import Any
 from tqdm import tqdm
 
 from nst_jax import image_io
-from nst_jax.cli.common import (
-    BATCH_FORMATS,
-    BATCH_SUFFIXES,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    PROG,
-    STEM,
-    UsageError,
-    check_blend_weights,
-    check_log,
-    check_memory,
-    guard_output,
-    init_paths,
-    load_masks,
-    load_weights_loudly,
-    log_record,
-    mask_paths,
-    on_device,
-    progress_bar,
-    run_inputs,
-    select_device,
-    source_mask_paths,
-    style_paths,
-    user_message,
-    write_log,
-)
+from nst_jax.cli.checks import check_blend_weights, check_log, check_memory, guard_output
+from nst_jax.cli.device import on_device, select_device
 from nst_jax.cli.distributed import agree, writes
+from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError
+from nst_jax.cli.loading import load_masks, load_weights_loudly
+from nst_jax.cli.options import BATCH_FORMATS, BATCH_SUFFIXES, user_message
+from nst_jax.cli.paths import STEM, init_paths, mask_paths, run_inputs, source_mask_paths, style_paths
+from nst_jax.cli.progress import progress_bar
+from nst_jax.cli.saving import log_record, write_log
 from nst_jax.config import StyleConfig
 from nst_jax.files import same_file
 from nst_jax.memory import BatchPlan

@@ -4,7 +4,7 @@
 features of IMAGE. ``style``: one texture per growing prefix of ``--layers`` ((relu1_1), (relu1_1, relu2_1), ...),
 each matching only the Gram matrices of its layers. Every reconstruction goes to ``OUTDIR/<kind>_<layers>.png``
 as it finishes, and a labelled row of them (IMAGE first) to ``OUTDIR/<kind>_grid.png``. Errors and exit codes
-follow the main command (``nst_jax.cli.common``).
+follow the main command (``nst_jax.cli.options``, ``checks``, ``signals``).
 """
 
 from __future__ import annotations
@@ -19,30 +19,16 @@ import numpy as np
 
 from nst_jax import image_io
 from nst_jax.argparsing import OneLineParser
-from nst_jax.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    PROG,
-    UsageError,
-    add_config_options,
-    add_run_options,
-    bar_callback,
-    check_memory,
-    comma_names,
-    guard_output,
-    load_weights_loudly,
-    nothing_finished,
-    on_device,
-    progress_bar,
-    run_guarded,
-    select_device,
-    user_message,
-    weights_path,
-    with_progress,
-)
+from nst_jax.cli.checks import check_memory, guard_output
+from nst_jax.cli.device import on_device, select_device
 from nst_jax.cli.distributed import agree, writes
+from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, UsageError
+from nst_jax.cli.loading import load_weights_loudly
+from nst_jax.cli.options import add_config_options, add_run_options, comma_names, user_message
+from nst_jax.cli.paths import weights_path
+from nst_jax.cli.progress import bar_callback, progress_bar, with_progress
+from nst_jax.cli.saving import nothing_finished
+from nst_jax.cli.signals import run_guarded
 from nst_jax.config import StyleConfig
 from nst_jax.optimize import Status
 from nst_jax.problem import prepare_images

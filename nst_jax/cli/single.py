@@ -10,22 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nst_jax.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    PROG,
-    bar_callback,
-    content_run,
-    log_record,
-    nothing_finished,
-    progress_bar,
-    save_result,
-    save_snapshot,
-    snapshot_path,
-    with_progress,
-    write_log,
-)
+from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG
+from nst_jax.cli.loading import content_run
+from nst_jax.cli.paths import snapshot_path
+from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
+from nst_jax.cli.saving import log_record, nothing_finished, save_result, write_log
 from nst_jax.config import StyleConfig
 from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status

@@ -16,23 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from nst_jax import image_io
-from nst_jax.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    PROG,
-    WEIGHT_TAGS,
-    bar_callback,
-    content_run,
-    log_record,
-    nothing_finished,
-    progress_bar,
-    save_snapshot,
-    snapshot_path,
-    with_progress,
-    write_log,
-)
 from nst_jax.cli.distributed import writes
+from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG
+from nst_jax.cli.loading import content_run
+from nst_jax.cli.options import WEIGHT_TAGS
+from nst_jax.cli.paths import snapshot_path
+from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
+from nst_jax.cli.saving import log_record, nothing_finished, write_log
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.memory import BatchPlan
