@@ -48,6 +48,9 @@ CURVATURE = 1e-10
 MAX_TRIALS = 20
 """Evaluations one line search may make before it settles for the best decrease seen."""
 WOLFE_C1, WOLFE_C2 = 1e-4, 0.9
+CUBIC_CONDITION = 1e-2
+"""The cubic's minimizer is used where its discriminant is at least this share of the terms it is the difference of
+(a relative error of u in the data becomes about u / CUBIC_CONDITION in the step); else the secant or bisection."""
 EXTRAPOLATION = 10.0
 """How much further than the last trial a bracketing step may go (torch's strong-Wolfe search: 10x)."""
 
@@ -167,9 +170,10 @@ class Search(NamedTuple):
 
 
 def _cubic_minimum(a: jax.Array, fa: jax.Array, da: jax.Array, b: jax.Array, fb: jax.Array, db: jax.Array,
-                   low: jax.Array, high: jax.Array) -> jax.Array:
+                   low: jax.Array, high: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The minimizer in [low, high] of the cubic through (a, fa, da) and (b, fb, db), as ``torch.optim.LBFGS``'s
-    ``_cubic_interpolate``; the interval's middle where the cubic has none."""
+    ``_cubic_interpolate``, and whether it is well conditioned (``CUBIC_CONDITION``); the interval's middle where the
+    cubic has none."""
     d1 = da + db - 3.0 * (fa - fb) / jnp.where(a == b, 1.0, a - b)
     square = d1 * d1 - da * db
     d2 = jnp.sqrt(jnp.maximum(square, 0.0))
@@ -177,7 +181,20 @@ def _cubic_minimum(a: jax.Array, fa: jax.Array, da: jax.Array, b: jax.Array, fb:
     denominator = db - da + 2.0 * d2
     point = b - (b - a) * (db + d2 - d1) / jnp.where(denominator == 0.0, 1.0, denominator)
     ok = (square >= 0.0) & (denominator != 0.0) & jnp.isfinite(point)
-    return jnp.where(ok, jnp.clip(point, low, high), (low + high) / 2.0)
+    # square is a difference of two nearly equal terms where the data fit a cubic with a flat inflection (nearly
+    # linear along the line, as on the first step from noise): there float32's last digits in the values and slopes
+    # (which differ between a batched and a single evaluation, or between CPUs) move the minimizer by 1e-3 and more.
+    conditioned = square > CUBIC_CONDITION * (d1 * d1 + jnp.abs(da * db))
+    return jnp.where(ok, jnp.clip(point, low, high), (low + high) / 2.0), ok & conditioned
+
+
+def _secant_minimum(a: jax.Array, da: jax.Array, b: jax.Array, db: jax.Array, low: jax.Array, high: jax.Array
+                    ) -> jax.Array:
+    """The zero in [low, high] of the line through the slopes (a, da) and (b, db) (the minimizer of the quadratic
+    with those slopes: Moré & Thuente's secant step); ``high`` where the slopes do not rise toward zero."""
+    rising = (db - da) * (b - a) > 0
+    point = b - db * (b - a) / jnp.where(rising, db - da, 1.0)
+    return jnp.where(rising & jnp.isfinite(point), jnp.clip(point, low, high), high)
 
 
 def line_search(
@@ -236,11 +253,17 @@ def _zoom(search: Search, a: jax.Array, f: jax.Array, slope_a: jax.Array, finite
     bracketing = jnp.isinf(hi)
     # Next trial: while bracketing, extrapolate by the cubic through the last two trials, 1.01x to 10x as far;
     # inside a bracket, the cubic through its ends, kept a tenth of the width from each; bisect after a NaN.
-    extrapolated = _cubic_minimum(search.lo, search.value_lo, search.slope_lo, a, f, slope_a,
-                                  a + 0.01 * (a - search.lo), a * EXTRAPOLATION)
+    # Where the cubic is ill-conditioned (``_cubic_minimum``), extrapolate by the secant of the slopes instead
+    # and bisect a bracket: both depend on the data smoothly, so that the last digits cannot move the step.
+    nearest, farthest = a + 0.01 * (a - search.lo), a * EXTRAPOLATION
+    cubic, conditioned = _cubic_minimum(search.lo, search.value_lo, search.slope_lo, a, f, slope_a, nearest,
+                                        farthest)
+    secant = _secant_minimum(search.lo, search.slope_lo, a, slope_a, nearest, farthest)
+    extrapolated = jnp.where(conditioned, cubic, secant)
     low, high = jnp.minimum(lo, hi), jnp.maximum(lo, hi)
     margin = 0.1 * (high - low)
-    interpolated = _cubic_minimum(lo, value_lo, slope_lo, hi, value_hi, slope_hi, low + margin, high - margin)
+    cubic, conditioned = _cubic_minimum(lo, value_lo, slope_lo, hi, value_hi, slope_hi, low + margin, high - margin)
+    interpolated = jnp.where(conditioned, cubic, (low + high) / 2.0)
     ends_finite = jnp.isfinite(value_hi) & jnp.isfinite(slope_hi)
     interpolated = jnp.where(ends_finite, interpolated, (low + high) / 2.0)
     trial = jnp.where(bracketing, extrapolated, interpolated)

@@ -166,3 +166,53 @@ def test_batched_members_equal_single_runs(vgg_weights, kind):
         single = stylize(content, style, vgg=vgg_weights, config=config.replace(style_weight=weight))
         np.testing.assert_allclose(result.losses.total, single.losses.total, rtol=1e-3)
         np.testing.assert_allclose(result.image, single.image, atol=1e-2)
+
+
+def _next_trial(lo: float, f_lo: float, d_lo: float, a: float, f: float, d: float, f0: float, d0: float,
+                condition: float = lbfgs.CUBIC_CONDITION) -> float:
+    """The zoom search's next trial while bracketing, after lo (accepted) and then a (accepted, still descending)."""
+    point = lbfgs.Point(jnp.zeros(1), jnp.float32(f0), jnp.zeros(1), LossTerms(*[jnp.float32(0)] * 4))
+    f32 = jnp.float32
+    search = lbfgs.Search(trial=f32(a), lo=f32(lo), value_lo=f32(f_lo), slope_lo=f32(d_lo), hi=f32(jnp.inf),
+                          value_hi=f32(f0), slope_hi=f32(d0), best=point, done=jnp.asarray(False),
+                          evaluations=jnp.asarray(2, jnp.int32))
+    original = lbfgs.CUBIC_CONDITION
+    lbfgs.CUBIC_CONDITION = condition
+    try:
+        sufficient = jnp.asarray(f <= f0 + lbfgs.WOLFE_C1 * a * d0)
+        return float(lbfgs._zoom(search, f32(a), f32(f), f32(d), jnp.asarray(True), sufficient, f32(d0)).trial)
+    finally:
+        lbfgs.CUBIC_CONDITION = original
+
+
+# The first search of a run from white noise (test_sweep's member beta = 1e4, measured): trials at 1 and 10 with slopes
+# 7 % apart, values nearly on a line. The cubic through them has a discriminant of 0.4 % of its terms.
+FIRST_SEARCH = dict(lo=1.0, f_lo=2.946778259e-04, d_lo=-3.207427199e-06, a=10.0, f=2.668097732e-04,
+                    d=-2.982824299e-06, f0=2.978940611e-04, d0=-3.223872227e-06)
+
+
+def test_the_next_trial_depends_smoothly_on_the_last_digits():
+    """Batched and single evaluations (or two CPUs) differ in the last digits of values and slopes (~1e-7 relative).
+    The cubic through the first search's trials turns that into steps 6e-4 apart (measured in the compiled run:
+    96.820 vs 96.880); where it is that ill-conditioned the search takes the secant of the slopes, which moves no
+    more than the data. Perturbations of 1e-6 relative, 10x float32's resolution."""
+    rng = np.random.default_rng(0)
+
+    def spread(condition: float) -> float:
+        base = _next_trial(**FIRST_SEARCH, condition=condition)
+        trials = [_next_trial(**{key: value * (1 + 1e-6 * rng.standard_normal()) if key not in ("lo", "a") else value
+                                 for key, value in FIRST_SEARCH.items()}, condition=condition) for _ in range(20)]
+        return max(abs(trial / base - 1) for trial in trials)
+
+    assert spread(0.0) > 1e-4  # the cubic wherever it has a minimum, as torch.optim.LBFGS: ill-conditioned here
+    assert spread(lbfgs.CUBIC_CONDITION) <= 1e-5
+
+
+def test_a_well_conditioned_cubic_is_still_used():
+    """Where the data fit a cubic well, the search extrapolates by it (as torch does): along f(t) = (t^3 / 3 - 5 t^2 -
+    200 t) / 100, a cubic with its minimum at 20, the trials at 1 and 10 give exactly 20, where the secant of the
+    slopes (-2.09, -2.0) would extrapolate to 210 (clipped to 100)."""
+    f = lambda t: (t**3 / 3 - 5 * t**2 - 200 * t) / 100  # noqa: E731
+    d = lambda t: (t - 20) * (t + 10) / 100  # noqa: E731
+    cubic = dict(lo=1.0, f_lo=f(1.0), d_lo=d(1.0), a=10.0, f=f(10.0), d=d(10.0), f0=f(0.0), d0=d(0.0))
+    assert _next_trial(**cubic) == pytest.approx(20.0, rel=1e-4)
