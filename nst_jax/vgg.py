@@ -209,15 +209,16 @@ _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def _conv_same(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
-    """Stride-1 'SAME' convolution, NHWC input and HWIO kernel, at ``precision`` (None: JAX's default)."""
+    """Stride-1 'SAME' convolution, NHWC input and HWIO kernel, at ``precision`` (None: JAX's default), summed in
+    float32 whatever the operands' type (bfloat16 operands give a float32 result)."""
     return lax.conv_general_dilated(images, kernel, (1, 1), "SAME", dimension_numbers=_DIMENSIONS,
-                                    precision=precision)
+                                    precision=precision, preferred_element_type=jnp.float32)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv3x3(images: jax.Array, kernel: jax.Array, precision: lax.Precision | None = None) -> jax.Array:
     """Stride-1 'SAME' 3x3 convolution whose input gradient is itself a forward convolution (both at
-    ``precision``)."""
+    ``precision``); float32 sums and result for float32 or bfloat16 operands."""
     return _conv_same(images, kernel, precision)
 
 
@@ -231,20 +232,24 @@ def _conv3x3_bwd(precision: lax.Precision | None, residuals: tuple[jax.Array, ja
     # XLA:CPU lowers the transposed convolution that autodiff emits for the input gradient to a slow path
     # (about 3x slower inside a compiled loop). For an odd kernel with symmetric 'SAME' padding and stride 1
     # the input gradient is exactly a forward convolution with the spatially flipped, in/out-swapped kernel.
+    # The cotangent takes the operands' type (bfloat16 where they are), the sums stay float32.
     images, kernel = residuals
+    cotangent = cotangent.astype(images.dtype)
     flipped = jnp.flip(kernel, axis=(0, 1)).swapaxes(2, 3)
-    images_grad = _conv_same(cotangent, flipped, precision)
+    images_grad = _conv_same(cotangent, flipped, precision).astype(images.dtype)
     # The kernel gradient is dead code in style transfer (weights are frozen) and XLA drops it there.
-    _, kernel_vjp = jax.vjp(lambda k: _conv_same(images, k, precision), kernel)
+    _, kernel_vjp = jax.vjp(lambda k: _conv_same(images, k, precision).astype(cotangent.dtype), kernel)
     (kernel_grad,) = kernel_vjp(cotangent)
-    return images_grad, kernel_grad
+    return images_grad, kernel_grad.astype(kernel.dtype)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 class Conv3x3(nn.Module):
-    """A 3x3 stride-1 'SAME' convolution with bias, parameters ``kernel`` (HWIO) and ``bias``."""
+    """A 3x3 stride-1 'SAME' convolution with bias, parameters ``kernel`` (HWIO) and ``bias``. With bfloat16 input
+    (``precision="bfloat16"``) the kernel is rounded to bfloat16 and the sums and bias are float32, the output rounded
+    to bfloat16 once: so the result does not depend on whether the device has bfloat16 arithmetic."""
 
     features: int
     precision: lax.Precision | None = None
@@ -253,7 +258,7 @@ class Conv3x3(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return conv3x3(x, kernel.astype(x.dtype), self.precision) + bias.astype(x.dtype)
+        return (conv3x3(x, kernel.astype(x.dtype), self.precision) + bias.astype(jnp.float32)).astype(x.dtype)
 
 
 class Preprocess(nn.Module):

@@ -29,8 +29,10 @@ def style() -> np.ndarray:
 
 
 def test_bfloat16_ends_within_two_percent_of_float32(vgg_weights, content, style):
-    """The precision policy: convolutions in bfloat16, Gram matrices, losses and Adam in float32; after 20 Adam
-    steps the loss is within 2 % of the float32 run's (measured: 0.2 % at 64 px)."""
+    """The precision policy: convolutions of bfloat16 operands summed in float32 (so the result does not depend on
+    whether the CPU has bfloat16 units), Gram matrices, losses and Adam in float32; after 20 Adam steps the loss is
+    within 2 % of the float32 run's. Measured: 1.974 % on AVX-512 and on AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), the bfloat16
+    losses bit for bit equal; with bfloat16 sums it was 2.15 % and 2.03 %, by the instruction set."""
     config = SMALL.replace(optimizer="adam", learning_rate=0.05, init="content")
     losses = {precision: float(stylize(content, style, vgg=vgg_weights, config=config.replace(precision=precision))
                                .final_losses.total) for precision in ("float32", "bfloat16")}
