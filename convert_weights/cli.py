@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--preprocessing", choices=PREPROCESSINGS, default=None,
-        help="the input the weights expect: torchvision (RGB in [0, 1], ImageNet mean/std) or caffe (BGR x256 minus "
-        "the BGR mean, as neural-style-pt feeds the Caffe models); default torchvision, caffe for the two Caffe file "
-        "names above",
+        help="the input the weights expect: torchvision (RGB in [0, 1], ImageNet mean/std) or caffe (BGR 0-255 minus "
+        "the BGR mean, as Caffe, Keras and neural-style-pt feed the Caffe models); default torchvision, caffe for "
+        "the two Caffe file names above",
     )
     parser.add_argument(
         "--normalize-on", metavar="IMAGES", default=None,
