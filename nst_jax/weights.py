@@ -128,13 +128,18 @@ class VGGWeights(Mapping):
         return cls(children[0], info)
 
 
+def cache_dir() -> Path:
+    """nst_jax's folder for downloaded and converted weights: ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/nst_jax``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "nst_jax"
+
+
 def default_weights_path() -> Path:
-    """``$NST_JAX_WEIGHTS`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/nst_jax/vgg19.h5``."""
+    """``$NST_JAX_WEIGHTS`` if set, else ``cache_dir() / "vgg19.h5"``."""
     explicit = os.environ.get(WEIGHTS_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "nst_jax" / "vgg19.h5"
+    return cache_dir() / "vgg19.h5"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
