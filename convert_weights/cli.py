@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_output_file(output: Path, args: argparse.Namespace) -> None:
     """``OutputError`` unless the converter may write ``output`` (``nst_jax.files``' rules; checked before any
-    download): not the .pth it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
+    download): not the file it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
     pretrained weights never replaced by random ones without --overwrite."""
     if not output.parent.is_dir():
         return  # write_weights makes the folder (the default cache folder may not exist yet): nothing there to keep

@@ -73,8 +73,9 @@ elif python -c "import jax, sys; sys.exit(jax.default_backend() == 'cpu')"; then
 else
   schedule_args=(--image-size "${CPU_SCALES##*,}" --scales "$CPU_SCALES" --scale-iterations "$CPU_SCALE_ITERATIONS")
   say "no GPU: JAX runs on $(python -c 'import os; print(os.cpu_count())') CPU cores, so each image goes" \
-      "coarse to fine, ${CPU_SCALES//,/, } px with ${CPU_SCALE_ITERATIONS//,/, } L-BFGS iterations (about 4 minutes" \
-      "per image on 2 cores). The full job, 512 px x 500 iterations (about an hour here, seconds on a GPU):" \
+      "coarse to fine, ${CPU_SCALES//,/, } px with ${CPU_SCALE_ITERATIONS//,/, } L-BFGS iterations (about 3" \
+      "CPU-minutes per image: 2-3 minutes on 2 idle cores). The full job, 512 px x 500 iterations (about an hour" \
+      "on 2 cores, seconds on a GPU):" \
       "NST_SIZE=$GPU_SIZE NST_ITERATIONS=$GPU_ITERATIONS bash examples/run.sh"
 fi
 
