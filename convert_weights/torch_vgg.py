@@ -21,10 +21,11 @@ from nst_jax.vgg import (
 
 class TorchVGG(nn.Module):
     """``nn.Module`` with a ``features`` ``nn.Sequential`` whose state-dict keys equal torchvision's vgg19 (or vgg16),
-    preprocessing its RGB input in [0, 1] by a convention of ``nst_jax.vgg.preprocessing_params``."""
+    preprocessing its RGB input in [0, 1] by a convention of ``nst_jax.vgg.preprocessing_params`` (its name, or an
+    ``input`` group of numbers such as a loaded file's)."""
 
     def __init__(self, pooling: str = "max", architecture: str = DEFAULT_ARCHITECTURE,
-                 preprocessing: str = "torchvision") -> None:
+                 preprocessing: str | Mapping[str, np.ndarray] = "torchvision") -> None:
         super().__init__()
         if pooling not in ("avg", "max"):
             raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
@@ -37,7 +38,8 @@ class TorchVGG(nn.Module):
                 in_channels = out_channels
             layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
         self.features = nn.Sequential(*layers)
-        numbers = {key: torch.tensor(value) for key, value in preprocessing_params(preprocessing).items()}
+        group = preprocessing_params(preprocessing) if isinstance(preprocessing, str) else preprocessing
+        numbers = {key: torch.tensor(np.asarray(group[key], np.float32)) for key in ("mix", "scale", "mean", "std")}
         self.register_buffer("mix", numbers["mix"], persistent=False)
         self.register_buffer("scale", numbers["scale"], persistent=False)
         self.register_buffer("mean", numbers["mean"].view(1, 3, 1, 1), persistent=False)

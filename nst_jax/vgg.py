@@ -8,8 +8,8 @@ average pooling by default, taken as a plain mean over each 2x2 window, with wei
 pooling and are not rescaled for it (the paper's normalization would absorb the change in scale).
 
 The preprocessing is part of the parameters (the group ``input``: a channel mix, a scale, a mean and a std), so
-torchvision's convention (RGB in [0, 1], ImageNet mean/std) and Caffe's (BGR, x256, minus the BGR mean, as
-jcjohnson/neural-style and neural-style-pt feed the original VGG) run through one compiled program; the optimized
+torchvision's convention (RGB in [0, 1], ImageNet mean/std) and Caffe's (BGR pixel values 0-255 minus the BGR mean,
+as Caffe, Keras, MatConvNet and neural-style-pt feed the original VGG) run through one compiled program; the optimized
 image is RGB in [0, 1] either way.
 """
 
@@ -37,10 +37,12 @@ BLOCK_CHANNELS = ARCHITECTURES[DEFAULT_ARCHITECTURE]
 # torchvision normalizes RGB in [0, 1] with the ImageNet statistics.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-# Caffe's VGG takes BGR pixel values minus this BGR mean, no std. jcjohnson/neural-style and neural-style-pt scale
-# [0, 1] by 256, not 255 (their ``preprocess``: ``mul(256.0)``); we follow them, so their settings carry over exactly.
+# Caffe's VGG takes BGR pixel values 0-255 minus this BGR mean, no std: Caffe's own data layer, Keras' "caffe" mode,
+# MatConvNet and neural-style-pt's ``preprocess`` (``Loader(image) * 255``) all scale [0, 1] by 255. jcjohnson's Lua
+# neural-style scaled by 256, and so did nst_jax's files before this was measured (neural-style-pt's losses were 2.6 %
+# off at 256, 1.6e-4 at 255): those record scale 256 and load as written (``nst_jax.weights.load_weights``).
 CAFFE_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
-CAFFE_SCALE = 256.0
+CAFFE_SCALE = 255.0
 PREPROCESSINGS: tuple[str, ...] = ("torchvision", "caffe")
 DEFAULT_PREPROCESSING = PREPROCESSINGS[0]
 
@@ -162,12 +164,21 @@ def conv_param_shapes(architecture: str = DEFAULT_ARCHITECTURE) -> dict[str, dic
     return shapes
 
 
-def preprocessing_params(convention: str = DEFAULT_PREPROCESSING) -> dict[str, np.ndarray]:
-    """The ``input`` parameter group of a convention: the network sees ((mix @ rgb) * scale - mean) / std."""
+def preprocessing_params(convention: str = DEFAULT_PREPROCESSING, *, scale: float | None = None,
+                         mean: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """The ``input`` parameter group of a convention: the network sees ((mix @ rgb) * scale - mean) / std.
+
+    ``scale`` and ``mean`` replace Caffe's 255 and BGR mean where a file records others (a file written with 256,
+    MatConvNet's mean pixel); torchvision's numbers are fixed.
+    """
     if convention == "torchvision":
+        if scale is not None or mean is not None:
+            raise ValueError("torchvision's preprocessing has fixed numbers; scale and mean apply to caffe's only")
         mix, scale, mean, std = np.eye(3), 1.0, IMAGENET_MEAN, IMAGENET_STD
     elif convention == "caffe":
-        mix, scale, mean, std = np.eye(3)[::-1], CAFFE_SCALE, CAFFE_BGR_MEAN, (1.0, 1.0, 1.0)
+        scale = CAFFE_SCALE if scale is None else scale
+        mean = CAFFE_BGR_MEAN if mean is None else mean
+        mix, std = np.eye(3)[::-1], (1.0, 1.0, 1.0)
     else:
         raise ValueError(f"unknown preprocessing {convention!r}; choose {', '.join(PREPROCESSINGS)}")
     return {"mix": np.asarray(mix, np.float32), "scale": np.asarray(scale, np.float32),
@@ -175,13 +186,15 @@ def preprocessing_params(convention: str = DEFAULT_PREPROCESSING) -> dict[str, n
 
 
 def preprocessing_of(params: Mapping[str, Any]) -> str | None:
-    """The convention whose ``input`` group ``params`` holds (torchvision's where it holds none); None for another."""
+    """The convention whose ``input`` group ``params`` holds (torchvision's where it holds none); None for another.
+    Caffe's is told by its channel order and std alone: a file may record its own scale and mean."""
     group = params.get("input")
     if group is None:
         return DEFAULT_PREPROCESSING
     for convention in PREPROCESSINGS:
         expected = preprocessing_params(convention)
-        if all(np.array_equal(np.asarray(group[key]), value) for key, value in expected.items()):
+        keys = ("mix", "std") if convention == "caffe" else tuple(expected)
+        if all(np.array_equal(np.asarray(group[key]), expected[key]) for key in keys):
             return convention
     return None
 

