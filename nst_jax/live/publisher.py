@@ -69,11 +69,14 @@ class Publisher:
     ``total``: the command's iterations over all its runs. ``labels``: a batch's tiles, one per member (None for
     one image; a batch without labels is shown unlabelled); ``columns`` of the sheet. ``stages``: the text of each
     consecutive run (e.g. ``reconstruct``'s layers), shown while it runs. ``collective``: several processes, whose
-    image copies are collectives (every process must make the same)."""
+    image copies are collectives (every process must make the same). ``start``: when the command started (by
+    ``clock``; default: now). ``per_run``: a batch's members per consecutive run (a sweep split in parts: run k shows
+    ``labels[k * per_run:(k + 1) * per_run]``); None: every run shows all ``labels``."""
 
     def __init__(
         self, feed: Feed | None, *, total: int, labels: Sequence[str] | None = None, columns: int | None = None,
-        stages: Sequence[str] = (), collective: bool = False, clock: Callable[[], float] = time.perf_counter,
+        stages: Sequence[str] = (), collective: bool = False, start: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.feed = feed
         self.total = total
@@ -81,15 +84,17 @@ class Publisher:
         self.columns = columns
         self.stages = list(stages)
         self.collective = collective
+        self.per_run: int | None = None
         self._clock = clock
-        self._start = clock()
+        self._start = clock() if start is None else start
         self._offset = 0
         self._last: Progress | None = None
         self._samples: list[Sample] = []
         self._run = 0
         if feed is not None:
-            feed.publish(progress_message(done=0, total=total, elapsed=0.0, speed=None, terms={}, starting=True,
-                                          members=len(self.labels) if self.labels else 1))
+            members = len(self.labels) if self.labels else 1
+            feed.publish(progress_message(done=0, total=total, elapsed=clock() - self._start, speed=None, terms={},
+                                          members=members, starting=True))
 
     @property
     def done(self) -> int:
@@ -102,11 +107,12 @@ class Publisher:
             self.feed.set_settings(title, rows)
 
     def update(
-        self, progress: Progress, *, stage: str | None = None, extras: Sequence[Extra] = (),
-        terms: Mapping[str, Any] | None = None,
+        self, progress: Progress, *, image: np.ndarray | None = None, stage: str | None = None,
+        extras: Sequence[Extra] = (), terms: Mapping[str, Any] | None = None,
     ) -> None:
-        """After a chunk: count it, and (watched) publish its image, speed, loss terms (``progress.terms`` and any
-        ``terms`` more, e.g. ``temporal``), ``stage`` (else the run's entry of ``stages``) and ``extras``."""
+        """After a chunk: count it, and (watched) publish its image (``image``: already copied to the host, e.g. for
+        a snapshot, so not copied again), speed, loss terms (``progress.terms`` and any ``terms`` more, e.g.
+        ``temporal``), ``stage`` (else the run's entry of ``stages``) and ``extras``."""
         if self._last is not None and progress.iteration <= self._last.iteration:  # the next run started
             self._offset += self._last.iterations
             self._run += 1
@@ -116,25 +122,36 @@ class Publisher:
         elapsed = self._clock() - self._start
         self._samples = [*self._samples[-63:], (done, elapsed)]
         copy = self.collective or (self.feed is not None and self.feed.watched)
-        pixels = np.asarray(gather(progress.image)) if copy else None  # the one device-to-host copy of the chunk
+        pixels = None
+        if image is not None:
+            pixels = np.asarray(image)
+        elif copy:
+            pixels = np.asarray(gather(progress.image))  # the one device-to-host copy of the chunk
         if self.feed is None:
             return
+        labels = self._run_labels()
         named = {**progress.terms._asdict(), **(terms or {})}
-        values, spread = term_values(named, members=len(self.labels) if self.labels else None)
-        members = len(self.labels) if self.labels else int(np.size(progress.terms.total))
+        values, spread = term_values(named, members=len(labels) if labels else None)
+        members = len(labels) if labels else int(np.size(progress.terms.total))
         if stage is None and self._run < len(self.stages):
             stage = self.stages[self._run]
         pictures: dict[str, tuple[np.ndarray, Render | None, str]] = {
             extra.name: (np.asarray(extra.image), None, extra.label) for extra in extras
         }
         if pixels is not None:
-            pictures[FRAME] = (pixels, tiles(self.labels, self.columns) if pixels.ndim == 4 else None, "")
+            pictures[FRAME] = (pixels, tiles(labels, self.columns) if pixels.ndim == 4 else None, "")
         speed = rate(self._samples)
         self.feed.publish(
             progress_message(done=done, total=self.total, elapsed=elapsed, speed=speed, terms=values, spread=spread,
                              members=members, stage=stage),
             point=[done, values], pictures=pictures,
         )
+
+    def _run_labels(self) -> list[str] | None:
+        """The labels of the members of the run now going (``per_run``)."""
+        if self.labels is None or self.per_run is None:
+            return self.labels
+        return self.labels[self._run * self.per_run:(self._run + 1) * self.per_run]
 
     def finish(self, status: str, note: str, image: np.ndarray | None = None) -> None:
         """The command ended (``message.STATUSES``): ``note`` says what it wrote; ``image`` is the final picture

@@ -106,6 +106,11 @@ class Feed:
     # ------------------------------------------------------------------ the run's side
 
     @property
+    def viewers(self) -> int:
+        """Event streams open (a viewer that left counts until its stream next fails to write)."""
+        return self._viewers
+
+    @property
     def watched(self) -> bool:
         """Whether a viewer's event stream is open (the run copies its image off the device only then)."""
         return self._viewers > 0  # an int read is atomic; a stale answer costs one chunk's picture at most
