@@ -62,7 +62,7 @@ def test_consecutive_runs_count_as_one_and_the_total_grows(copies):
 
 def test_watched_one_copy_per_chunk_and_none_when_the_snapshot_made_it(copies):
     feed = Feed()
-    publisher = Publisher(feed, total=4)
+    publisher = Publisher(feed, total=4, clock=itertools.count().__next__)
     viewer = feed.events()
     assert next(viewer)[1]["frame"] is None
     image = jnp.full((3, 5, 3), 0.5)
@@ -77,6 +77,25 @@ def test_watched_one_copy_per_chunk_and_none_when_the_snapshot_made_it(copies):
     viewer.close()
 
 
+def test_no_copy_until_the_last_picture_was_seen_nor_within_the_frame_interval(copies):
+    feed = Feed()
+    seconds = iter([0.0, 0.0, 0.1, 0.15, 0.25, 0.35, 0.5])  # the start, the first message, then one per update
+    publisher = Publisher(feed, total=9, clock=lambda: next(seconds))
+    viewer = feed.events()
+    next(viewer)
+    image = jnp.zeros((2, 2, 3))
+    publisher.update(_progress(1, 9, image))  # 0.1 s: the first picture
+    publisher.update(_progress(2, 9, image))  # 0.15 s: not seen yet
+    assert len(copies) == 1
+    feed.png(FRAME)  # a viewer fetched it
+    publisher.update(_progress(3, 9, image))  # 0.25 s: seen, but only 0.15 s after the last
+    publisher.update(_progress(4, 9, image))  # 0.35 s: 0.25 s after it
+    assert len(copies) == 2
+    publisher.update(_progress(5, 9, image))  # 0.5 s: that one is not seen yet
+    assert len(copies) == 2
+    viewer.close()
+
+
 def test_several_processes_copy_every_chunk_watched_or_not_even_without_a_page(copies):
     for feed in (Feed(), None):
         Publisher(feed, total=2, collective=True).update(_progress(1, 2, jnp.zeros((2, 2, 3))))
@@ -87,7 +106,7 @@ def test_a_split_batch_shows_each_parts_members_with_their_labels():
     feed = Feed()
     viewer = feed.events()
     next(viewer)
-    publisher = Publisher(feed, total=4, labels=["a", "b", "c", "d"], columns=2)
+    publisher = Publisher(feed, total=4, labels=["a", "b", "c", "d"], columns=2, clock=itertools.count().__next__)
     publisher.per_run = 2
     rng = np.random.default_rng(0)
     first, second = rng.random((2, 6, 8, 3)), rng.random((3, 6, 8, 3))  # the second part padded to 3 members

@@ -128,6 +128,17 @@ def test_pictures_are_pngs_of_their_size_rendered_and_encoded_once_per_version(s
     assert message["extras"] == [{"name": "mask", "label": "occlusion", "version": message["frame"]}]
 
 
+@pytest.mark.parametrize("shape", [(37, 53, 3), (37, 53), (1, 1, 3), (5, 4, 1)])
+def test_encode_png_decodes_to_the_quantised_image(shape):
+    image = np.random.default_rng(0).random(shape)
+    with Image.open(io.BytesIO(encode_png(image))) as decoded:
+        decoded.load()  # Pillow checks every chunk's CRC and the zlib stream
+        expected = np.round(image * 255).astype(np.uint8)
+        grey = expected.ndim == 2 or expected.shape[-1] == 1
+        np.testing.assert_array_equal(np.asarray(decoded), expected.reshape(shape[:2]) if grey else expected)
+        assert decoded.mode == ("L" if grey else "RGB")
+
+
 def test_encode_png_rounds_and_clips():
     with Image.open(io.BytesIO(encode_png(np.array([[[-1.0, 0.5, 2.0]]])))) as image:
         assert image.getpixel((0, 0)) == (0, 128, 255)

@@ -2,10 +2,10 @@
 
 Every form of the command line makes one for its whole run (``Publisher(feed, total=...)``), calls
 ``publisher.update(progress)`` after each chunk (from the callback that moves its progress bar) and
-``publisher.finish(status, note, image)`` once at the end. ``update`` costs the run one device-to-host copy of
-the image, and only while someone watches (or, with several processes, always: the copy is then a collective every
-process makes); turning a batch into a sheet of tiles and encoding the PNG happen when a viewer asks, on the
-server's thread.
+``publisher.finish(status, note, image)`` once at the end. ``update`` costs the run at most one device-to-host copy
+of the image, and only while someone watches, once the previous picture has been sent and ``FRAME_INTERVAL`` has
+passed (with several processes every chunk: the copy is then a collective every process makes); turning a batch
+into a sheet of tiles and encoding the PNG happen when a viewer asks, on the server's thread.
 
 Consecutive runs (a sweep in several parts, ``--batch``'s groups, ``reconstruct``'s layers one after the other,
 a video's frames and passes) are counted as one: a progress whose iteration does not exceed the previous one starts
@@ -32,6 +32,10 @@ from nst_jax.live.message import Sample, done_message, progress_message, rate, t
 from nst_jax.live.server import FRAME, Feed, Render
 from nst_jax.mesh import gather
 from nst_jax.optimize import Progress
+
+FRAME_INTERVAL = 0.2
+"""The fewest seconds between two pictures copied for the page (a GPU finishes a chunk every few milliseconds; five
+pictures a second are plenty to watch, and each costs a copy off the device and an encoding)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Publisher:
         self._last: Progress | None = None
         self._samples: list[Sample] = []
         self._run = 0
+        self._copied = -FRAME_INTERVAL
         if feed is not None:
             members = len(self.labels) if self.labels else 1
             feed.publish(progress_message(done=0, total=total, elapsed=clock() - self._start, speed=None, terms={},
@@ -121,14 +126,16 @@ class Publisher:
         self.total = max(self.total, self._offset + progress.iterations)
         elapsed = self._clock() - self._start
         self._samples = [*self._samples[-63:], (done, elapsed)]
-        copy = self.collective or (self.feed is not None and self.feed.watched)
+        wanted = self.feed is not None and self.feed.wants_frame and elapsed - self._copied >= FRAME_INTERVAL
         pixels = None
         if image is not None:
             pixels = np.asarray(image)
-        elif copy:
+        elif self.collective or wanted:
             pixels = np.asarray(gather(progress.image))  # the one device-to-host copy of the chunk
         if self.feed is None:
             return
+        if pixels is not None:
+            self._copied = elapsed
         labels = self._run_labels()
         named = {**progress.terms._asdict(), **(terms or {})}
         values, spread = term_values(named, members=len(labels) if labels else None)
