@@ -70,15 +70,43 @@ def watch(port: int, leave_at: int | None, seen: dict[str, int]) -> None:
     events.close()
 
 
+class TimedFeed(Feed):
+    """A ``Feed`` adding up the seconds its server threads spend rendering and encoding pictures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.png_seconds = 0.0
+
+    def png(self, name: str) -> bytes | None:
+        start = time.perf_counter()
+        try:
+            return super().png(name)
+        finally:
+            self.png_seconds += time.perf_counter() - start
+
+
+class TimedPublisher(Publisher):
+    """A ``Publisher`` adding up the seconds its ``update`` takes on the optimizer's thread."""
+
+    seconds = 0.0
+
+    def update(self, progress: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        super().update(progress, **kwargs)
+        self.seconds += time.perf_counter() - start
+
+
 def timed_run(mode: str, content: Path, style: Path, vgg: VGGWeights, config: StyleConfig) -> dict[str, Any]:
-    """One run in ``mode`` (``MODES``): its iterations per second and what its viewers saw."""
+    """One run in ``mode`` (``MODES``): its iterations per second, the seconds spent publishing (on the optimizer's
+    thread) and encoding (on the server's), and what its viewers saw."""
     seen: list[dict[str, int]] = []
+    callback_seconds = png_seconds = 0.0
     if mode == "off":
         result = stylize(content, style, vgg=vgg, config=config)
     else:
-        feed = Feed()
+        feed = TimedFeed()
         with LiveServer(feed, port=0) as server:
-            publisher = Publisher(feed, total=config.iterations)
+            publisher = TimedPublisher(feed, total=config.iterations)
             viewers = []
             for leave_at in [None, config.iterations // 2][: int(mode)]:
                 seen.append({"frames": 0, "bytes": 0})
@@ -91,8 +119,10 @@ def timed_run(mode: str, content: Path, style: Path, vgg: VGGWeights, config: St
             publisher.finish("completed", "benchmark")
         for viewer in viewers:
             viewer.join(30)
+        callback_seconds, png_seconds = publisher.seconds, feed.png_seconds
     return {"mode": mode, "iterations": result.iterations, "seconds": result.elapsed,
-            "iterations_per_second": result.iterations / result.elapsed, "viewers": seen}
+            "iterations_per_second": result.iterations / result.elapsed, "callback_seconds": callback_seconds,
+            "png_seconds": png_seconds, "dispatches": result.dispatches, "viewers": seen}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             viewers = "; ".join(f"{v['frames']} frames, {v['bytes'] / 1e6:.1f} MB" + (
                 f", left at iteration {v['left_at']}" if "left_at" in v else "") for v in run["viewers"])
             print(f"pair {repeat + 1}, {mode:>3} viewer(s): {run['iterations_per_second']:.4f} it/s "
-                  f"({run['iterations']} its in {run['seconds']:.1f} s){'; ' + viewers if viewers else ''}",
-                  flush=True)
+                  f"({run['iterations']} its in {run['seconds']:.1f} s, {run['dispatches']} chunks; publishing "
+                  f"{run['callback_seconds'] * 1e3:.0f} ms, pictures {run['png_seconds'] * 1e3:.0f} ms)"
+                  f"{'; ' + viewers if viewers else ''}", flush=True)
     speeds = {mode: [run["iterations_per_second"] for run in runs if run["mode"] == mode] for mode in modes}
     for mode, values in speeds.items():
         print(f"{mode:>3} viewer(s): median {statistics.median(values):.4f} it/s (min {min(values):.4f}, "
