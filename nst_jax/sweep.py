@@ -143,6 +143,7 @@ def stylize_batch(
     vgg: VGGArgument = None,
     on_done: Callable[[BatchItem], None] | None = None,
     on_plan: Callable[[BatchPlan], None] | None = None,
+    callback: Callable[[Progress], None] | None = None,
     style_masks: Sequence[ImageSource] | Sequence[Sequence[ImageSource]] | None = None,
     style_source_masks: Sequence[ImageSource | None] | None = None,
     weights: VGGArgument = None,
@@ -153,7 +154,8 @@ def stylize_batch(
     so each member gets its own style targets); ``config.scales`` is refused (``ValueError``). ``style_masks``: one
     mask per style image for every content, or (a list of such lists, one per content) each content's own; a
     content whose own masks cannot be read is skipped like a bad image. ``style_source_masks`` as in ``stylize``.
-    ``vgg`` as in ``stylize``.
+    ``vgg`` as in ``stylize``. ``callback`` sees each sub-batch's progress, every sub-batch from iteration 1 (its
+    image holds the sub-batch's members, padded to fill the devices).
     """
     _one_scale(config, "stylize_batch")
     vgg = resolve_vgg(vgg, weights, caller="stylize_batch")
@@ -196,7 +198,7 @@ def stylize_batch(
         member_spans = list(spans(len(members), plan.per_run))
         parts = (_batch_part(members[span], styles, sources, grams, vgg, config, own_regions=own_masks)
                  for span in member_spans)
-        for span, results in zip(member_spans, run_parts(parts, vgg, config)):
+        for span, results in zip(member_spans, run_parts(parts, vgg, config, callback=callback)):
             for (index, _, _), result in zip(members[span], results):
                 done(index, BatchItem(contents[index], result=result))
             if any(result.status == Status.INTERRUPTED for result in results):

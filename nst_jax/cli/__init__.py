@@ -10,7 +10,8 @@ What the forms share lives in one module per concern: ``exits`` (exit codes, ``U
 parser, generated from ``StyleConfig``), ``paths`` (the files a run reads and writes), ``checks`` (everything checked
 before anything slow, and ``--dry-run``), ``device``, ``loading`` (images, masks, the network), ``progress`` (the bar,
 snapshots), ``saving`` (images and the JSON log), ``signals`` (Ctrl-C and SIGTERM, one-line errors) and
-``distributed`` (``--distributed``: several processes, process 0 writing).
+``distributed`` (``--distributed``: several processes, process 0 writing) and ``serving`` (``--serve``: the run
+in a web browser).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nst_jax.cli import batch, reconstruct, single, sweep
 from nst_jax.cli.checks import check_blend_weights, check_masks, check_mode, check_single_only, dry_run
 from nst_jax.cli.exits import EXIT_USAGE, PROG
 from nst_jax.cli.options import build_parser, config_from_args, weight_sweep
+from nst_jax.cli.serving import LiveView
 from nst_jax.cli.signals import run_guarded
 
 
@@ -39,12 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         contents = [args.content] if args.batch is None else batch.find_contents(args.batch)
         return dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))
-    if args.batch is not None:
-        return batch.run(args, config, start)
-    check_blend_weights(config, args.styles)
-    if lists:
-        return sweep.run(args, config, lists, start)
-    return single.run(args, config, start)
+    if args.batch is None:
+        check_blend_weights(config, args.styles)
+    with LiveView(args) as live:  # --serve: the port is taken now, before anything slow
+        if args.batch is not None:
+            return batch.run(args, config, start, live)
+        if lists:
+            return sweep.run(args, config, lists, start, live)
+        return single.run(args, config, start, live)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ files nst_jax did not write are left alone.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import glob
 import os
@@ -25,13 +26,14 @@ from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG, Usag
 from nst_jax.cli.loading import load_masks, load_weights_loudly
 from nst_jax.cli.options import BATCH_FORMATS, BATCH_SUFFIXES, user_message
 from nst_jax.cli.paths import STEM, init_paths, mask_paths, run_inputs, source_mask_paths, style_paths
-from nst_jax.cli.progress import progress_bar
+from nst_jax.cli.progress import progress_bar, with_progress
 from nst_jax.cli.saving import log_record, write_log
+from nst_jax.cli.serving import LiveView, title
 from nst_jax.config import StyleConfig
 from nst_jax.files import same_file
-from nst_jax.memory import BatchPlan
+from nst_jax.memory import BatchPlan, plan_batch
 from nst_jax.optimize import Status
-from nst_jax.problem import check_shapes
+from nst_jax.problem import check_shapes, content_shape
 from nst_jax.result import StyleResult
 from nst_jax.sweep import BatchItem, stylize_batch
 
@@ -230,7 +232,19 @@ def batch_record(outcome: BatchOutcome, wall: float) -> dict[str, Any]:
             "reason": outcome.reason}
 
 
-def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
+def planned_runs(contents: Sequence[Path], config: StyleConfig) -> int:
+    """How many sub-batches ``stylize_batch`` runs for ``contents`` (for the live page's total): contents of one size
+    run together, split where memory needs (``memory.plan_batch``); an unreadable content runs in none."""
+    sizes: collections.Counter[tuple[int, int]] = collections.Counter()
+    for content in contents:
+        try:
+            sizes[content_shape(image_io.image_size(content), config.image_size)] += 1
+        except image_io.ImageError:
+            continue
+    return sum(plan_batch(count, height, width, config).runs for (height, width), count in sizes.items())
+
+
+def run(args: argparse.Namespace, config: StyleConfig, start: float, live: LiveView) -> int:
     """``--batch``: stylize every content image not yet written, grouped by size; returns the exit code."""
     styles = style_paths(args)
     check_blend_weights(config, styles)
@@ -252,6 +266,7 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
               file=sys.stderr)
     if not todo and not foreign:
         print(f"nothing to do: all {len(contents)} images are in {args.output}")
+        live.finish(EXIT_OK, f"nothing to do: all {len(contents)} images are in {args.output}")
         return EXIT_OK
     device = select_device(args.device)
     with on_device(device):
@@ -278,9 +293,15 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
                 bar.write(f"{PROG}: {plan.describe()}", file=sys.stderr)
 
         remaining = [content for content in todo if content not in skipped]
+        publisher = live.publisher(
+            total=config.iterations * planned_runs(remaining, config), config=config, vgg=vgg,
+            title=title(f"{len(remaining)} images of {args.batch}", styles), batch=args.batch, styles=styles,
+            output=args.output,
+        ) if vgg is not None else None
         try:
             if remaining:
-                stylize_batch(remaining, styles, config=config, vgg=vgg, on_done=on_done, on_plan=on_plan,
+                stylize_batch(remaining, styles, config=with_progress(config, True, live.serving), vgg=vgg,
+                              on_done=on_done, on_plan=on_plan, callback=publisher.update if publisher else None,
                               style_masks=masks(remaining), style_source_masks=sources)
         except KeyboardInterrupt:
             interrupted = True
@@ -288,7 +309,12 @@ def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
     logged = write_log(args.log_json, {"batch": [batch_record(outcome, wall) for outcome in outcomes],
                                        "already_written": [str(output) for output in finished], "wall_s": wall})
     code = _report_batch(outcomes, len(todo) + len(foreign), interrupted, args.output, wall)
-    return EXIT_FAILED if code == EXIT_OK and not logged else code
+    code = EXIT_FAILED if code == EXIT_OK and not logged else code
+    written = sum(outcome.outcome == "written" for outcome in outcomes)
+    live.finish(code, f"wrote {written} of {len(todo) + len(foreign)} images to {args.output}",
+                non_finite=any(outcome.result is not None and outcome.result.status == Status.NON_FINITE
+                               for outcome in outcomes))
+    return code
 
 
 def _report_batch(outcomes: Sequence[BatchOutcome], total: int, interrupted: bool, folder: Path, wall: float) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from nst_jax import image_io
 from nst_jax.argparsing import OneLineParser
-from nst_jax.cli import distributed
+from nst_jax.cli import distributed, serving
 from nst_jax.cli.exits import PROG, UsageError
 from nst_jax.config import ConfigError, StyleConfig, option_help, render_fields
 from nst_jax.weights import default_weights_path
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "run and output" group every command has (--weights, --bit-depth, --device, --quiet, --overwrite,
-    --skip-memory-check), and the "several processes" one (``distributed.add_options``); returns the first."""
+    --skip-memory-check), the "live view" one (``serving.add_options``) and the "several processes" one
+    (``distributed.add_options``); returns the first."""
     output = parser.add_argument_group("run and output")
     output.add_argument(
         "--weights", type=Path, default=None, metavar="PATH",
@@ -254,6 +255,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         help="run even if the estimated memory need exceeds what the device has free (default: refuse, naming the "
         "largest size that fits)",
     )
+    serving.add_options(parser)
     distributed.add_options(parser)
     return output
 

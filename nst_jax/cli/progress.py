@@ -26,10 +26,10 @@ PROGRESS_SECONDS = 2.0
 """How often the progress bar hears from a run: compiled calls are shortened to about this (``progress_seconds``)."""
 
 
-def with_progress(config: StyleConfig, quiet: bool) -> StyleConfig:
-    """``config`` with compiled calls short enough for a progress bar to move every ~2 s, unless ``quiet`` (or the
-    config already says how often)."""
-    if quiet or config.progress_seconds is not None:
+def with_progress(config: StyleConfig, quiet: bool, serving: bool = False) -> StyleConfig:
+    """``config`` with compiled calls short enough for a progress bar (or, ``serving``, the live page) to move every
+    ~2 s, unless ``quiet`` and not ``serving`` (or the config already says how often)."""
+    if (quiet and not serving) or config.progress_seconds is not None:
         return config
     return config.replace(progress_seconds=PROGRESS_SECONDS)
 

@@ -28,8 +28,10 @@ from nst_jax.cli.options import add_config_options, add_run_options, comma_names
 from nst_jax.cli.paths import weights_path
 from nst_jax.cli.progress import bar_callback, progress_bar, with_progress
 from nst_jax.cli.saving import nothing_finished
+from nst_jax.cli.serving import LiveView
 from nst_jax.cli.signals import run_guarded
 from nst_jax.config import StyleConfig
+from nst_jax.memory import plan_batch
 from nst_jax.optimize import Status
 from nst_jax.problem import prepare_images
 from nst_jax.reconstruct import (
@@ -171,8 +173,14 @@ def saver(paths: dict[tuple[str, ...], Path], bit_depth: int, failed: list[str])
 
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, reconstruct, save each image and the grid; returns the exit code."""
-    start = time.perf_counter()
     config = config_from_args(args)
+    with LiveView(args) as live:  # --serve: the port is taken now, before anything slow
+        return _run(args, config, live)
+
+
+def _run(args: argparse.Namespace, config: StyleConfig, live: LiveView) -> int:
+    """``run`` with its live view."""
+    start = live.started
     sets = layer_sets(args.kind, args.layers)
     paths, grid = output_paths(args.output, args.kind, sets)
     check_outputs(args, paths, grid)
@@ -187,19 +195,34 @@ def run(args: argparse.Namespace) -> int:
         vgg = load_weights_loudly(args.weights, config, args.quiet)
         agree()
         total = config.iterations * (1 if batched else len(sets))
+        names = [path.stem for path in paths]
+        publisher = live.publisher(
+            total=total, config=config, vgg=vgg, title=f"{args.kind} reconstructions of {args.image.name}",
+            labels=names if batched else None, stages=() if batched else names, image=args.image,
+            layers=", ".join(names), output=args.output,
+        )
+        if batched:  # memory may split the batch: each part shows its members
+            plan = plan_batch(len(sets), *original.shape[:2], union_config(args.kind, config, sets))
+            publisher.total, publisher.per_run = config.iterations * plan.runs, plan.per_run
         with progress_bar(total, "it", args.quiet) as bar:
             done = reconstruct(
-                original, layers, config=with_progress(config, args.quiet), vgg=vgg, batched=batched,
-                callback=bar_callback(bar, config.iterations),
+                original, layers, config=with_progress(config, args.quiet, live.serving), vgg=vgg, batched=batched,
+                callback=bar_callback(bar, config.iterations, publisher.update),
                 on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
             )
+    sheet = None
     if any(r.result.iterations for r in done):  # else every tile is the untouched start
         try:
+            sheet = reconstruction_sheet(done, original=original, columns=len(done) + 1)
             if writes():
-                image_io.save_image(grid, reconstruction_sheet(done, original=original, columns=len(done) + 1))
+                image_io.save_image(grid, sheet)
         except image_io.ImageError as error:
             failed.append(f"the grid: {error}")
-    return report(args, done, len(sets), failed, grid, time.perf_counter() - start)
+    code = report(args, done, len(sets), failed, grid, time.perf_counter() - start)
+    written = sum(r.result.iterations > 0 for r in done)
+    live.finish(code, f"wrote {written} reconstructions and {grid}" if sheet is not None else "nothing was written",
+                sheet, non_finite=any(r.result.status == Status.NON_FINITE for r in done))
+    return code
 
 
 def report(

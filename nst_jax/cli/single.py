@@ -1,4 +1,5 @@
-"""``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image, with snapshots (``--save-every``) and a JSON log."""
+"""``nst-jax CONTENT STYLE [STYLE ...] -o OUT``: one image, with snapshots (``--save-every``), a JSON log and the
+live view (``--serve``)."""
 
 from __future__ import annotations
 
@@ -15,20 +16,27 @@ from nst_jax.cli.loading import content_run
 from nst_jax.cli.paths import snapshot_path
 from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
 from nst_jax.cli.saving import log_record, nothing_finished, save_result, write_log
+from nst_jax.cli.serving import LiveView, title
 from nst_jax.config import StyleConfig
+from nst_jax.live import Publisher
 from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status
 from nst_jax.result import StyleResult
 from nst_jax.transfer import stylize
 
 
-def snapshots(bar: tqdm, output: Path, save_every: int | None, bit_depth: int) -> Callable[[Progress], None]:
-    """After each chunk: save the snapshot due at its iteration (chunks end on multiples of ``save_every``)."""
+def snapshots(
+    bar: tqdm, output: Path, save_every: int | None, bit_depth: int, publisher: Publisher
+) -> Callable[[Progress], None]:
+    """After each chunk: save the snapshot due at its iteration (chunks end on multiples of ``save_every``), and show
+    the chunk on the live page (its image copied off the device once for both)."""
 
     def save_due(progress: Progress) -> None:
+        image = None
         if save_every and progress.iteration % save_every == 0:
-            path = snapshot_path(output, progress.iteration)
-            save_snapshot(path, gather(progress.image), bit_depth, bar, progress.iteration)  # every process
+            image = gather(progress.image)  # every process
+            save_snapshot(snapshot_path(output, progress.iteration), image, bit_depth, bar, progress.iteration)
+        publisher.update(progress, image=image)
 
     return save_due
 
@@ -58,19 +66,26 @@ def report(result: StyleResult, output: Path, wall: float) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace, config: StyleConfig, start: float) -> int:
+def run(args: argparse.Namespace, config: StyleConfig, start: float, live: LiveView) -> int:
     """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
     total = config.total_iterations
     with content_run(args, config, [args.output], snapshots_of=[args.output], iterations=total,
                      single=True) as run, \
             progress_bar(total, "it", args.quiet) as bar:
-        callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth))
-        result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet),
+        publisher = live.publisher(total=total, config=config, vgg=run.vgg, title=title(args.content, args.styles),
+                                   content=args.content, styles=args.styles, output=args.output)
+        callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth, publisher))
+        result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet, live.serving),
                          callback=callback, style_masks=run.masks, style_source_masks=run.sources)
     saved = save_result(result, args.output, args.bit_depth)
     wall = time.perf_counter() - start
     logged = write_log(args.log_json, log_record(result, args.output, wall))
+    image = result.image if result.iterations else None
     if not saved:
+        live.finish(EXIT_FAILED, f"could not write {args.output}", image)
         return EXIT_FAILED
     code = report(result, args.output, wall)
-    return EXIT_FAILED if code == EXIT_OK and not logged else code
+    code = EXIT_FAILED if code == EXIT_OK and not logged else code
+    note = f"wrote {args.output} ({result.iterations} iterations)" if image is not None else "nothing was written"
+    live.finish(code, note, image, non_finite=result.status == Status.NON_FINITE)
+    return code

@@ -19,15 +19,18 @@ from nst_jax import image_io
 from nst_jax.cli.distributed import writes
 from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG
 from nst_jax.cli.loading import content_run
-from nst_jax.cli.options import WEIGHT_TAGS
+from nst_jax.cli.options import WEIGHT_TAGS, flag
 from nst_jax.cli.paths import snapshot_path
 from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
 from nst_jax.cli.saving import log_record, nothing_finished, write_log
+from nst_jax.cli.serving import LiveView, title
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
+from nst_jax.live import Publisher
 from nst_jax.memory import BatchPlan
 from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status
+from nst_jax.problem import configure_for
 from nst_jax.result import StyleResult
 from nst_jax.sweep import stylize_sweep
 
@@ -79,19 +82,23 @@ def member_labels(configs: Sequence[StyleConfig], *, with_tv: bool) -> list[str]
 
 
 def sweep_callbacks(
-    bar: tqdm, paths: Sequence[Path], save_every: int | None, bit_depth: int, iterations: int
+    bar: tqdm, paths: Sequence[Path], save_every: int | None, bit_depth: int, iterations: int,
+    publisher: Publisher | None = None,
 ) -> tuple[Callable[[BatchPlan], None], Callable[[Progress], None]]:
-    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots.
+    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots, show
+    the chunk on the live page (``publisher``; the images copied off the device once for both).
 
     A sweep too large for device memory runs as several sub-batches, each calling ``callback`` from iteration 1;
-    the bar then counts every sub-batch's iterations, and snapshots are off (a callback cannot tell which
-    members it sees).
+    the bar then counts every sub-batch's iterations, the page shows each sub-batch's members, and snapshots are
+    off (a callback cannot tell which members it sees).
     """
     state = {"snapshots": save_every or 0}  # every N iterations, 0 for never
 
     def on_plan(plan: BatchPlan) -> None:
         if not plan.split:
             return
+        if publisher is not None:
+            publisher.total, publisher.per_run = iterations * plan.runs, plan.per_run
         bar.total = iterations * plan.runs
         bar.refresh()
         if not bar.disable:
@@ -102,11 +109,14 @@ def sweep_callbacks(
             state["snapshots"] = 0
 
     def snapshots(progress: Progress) -> None:
+        images = None
         if state["snapshots"] and progress.iteration % state["snapshots"] == 0:
             images = gather(progress.image)
             for path, image in zip(paths, images):  # padding members (beyond len(paths)) dropped
                 save_snapshot(snapshot_path(path, progress.iteration), np.asarray(image, np.float32), bit_depth, bar,
                               progress.iteration)
+        if publisher is not None:
+            publisher.update(progress, image=images)
 
     return on_plan, bar_callback(bar, iterations, snapshots)
 
@@ -121,15 +131,25 @@ def _sweep_columns(count: int) -> int:
     return count if count <= 5 else math.ceil(math.sqrt(count))
 
 
-def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float) -> int:
+def run(
+    args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float, live: LiveView
+) -> int:
     """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
     paths, grid = member_paths(args.output, lists), grid_path(args.output)
     outputs = [*paths, grid]
     with content_run(args, config, outputs, snapshots_of=paths, iterations=config.iterations,
                      what="one member of ") as run, progress_bar(config.iterations, "it", args.quiet) as bar:
-        on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations)
+        captions = member_labels(member_configs(configure_for(config, run.vgg), lists), with_tv="tv_weight" in lists)
+        publisher = live.publisher(
+            total=config.iterations, config=config, vgg=run.vgg, title=title(args.content, args.styles),
+            labels=captions, columns=_sweep_columns(len(captions)), content=args.content, styles=args.styles,
+            output=f"{grid} and {len(paths)} images beside it",
+            sweep=", ".join(f"{flag(field)} {','.join(map(str, values))}" for field, values in lists.items()),
+        )
+        on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations, publisher)
         results = stylize_sweep(
-            run.content, run.styles, config=with_progress(config, args.quiet), vgg=run.vgg, callback=callback,
+            run.content, run.styles, config=with_progress(config, args.quiet, live.serving), vgg=run.vgg,
+            callback=callback,
             on_plan=on_plan, style_masks=run.masks, style_source_masks=run.sources,
             **{f"{field}s": values for field, values in lists.items()},
         )
@@ -151,6 +171,7 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
             code = EXIT_FAILED
     tiles = [label + ("\n(NaN/inf: not written)" if result.status == Status.NON_FINITE else "")
              for label, result in zip(labels, results)]
+    sheet = None
     try:
         if any(result.iterations for result in results):  # else every tile is the untouched start
             sheet = contact_sheet([result.image for result in results], tiles, columns=_sweep_columns(len(results)))
@@ -169,7 +190,10 @@ def run(args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[fl
         "wall_s": wall,
     })
     code = _report_sweep(results, paths, written, diverged, grid, wall, code)
-    return EXIT_FAILED if code == EXIT_OK and not logged else code
+    code = EXIT_FAILED if code == EXIT_OK and not logged else code
+    live.finish(code, f"wrote {len(written)} files ({grid})" if written else "nothing was written", sheet,
+                non_finite=bool(diverged))
+    return code
 
 
 def _report_sweep(
