@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nst_jax.argparsing import OneLineParser
+from nst_jax.argparsing import OneLineParser, file_path
 from nst_jax.files import OutputError, check_output
 from nst_jax.vgg import ARCHITECTURES, PREPROCESSINGS, conv_layers, preprocessing_params
 from nst_jax.weights import (
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="download torchvision's pretrained vgg19 (IMAGENET1K_V1) and convert it (the default)",
     )
     source.add_argument(
-        "--pth", type=Path, metavar="FILE",
+        "--pth", type=file_path, metavar="FILE",
         help="convert a torchvision-layout state dict file: torchvision's, or the Caffe VGG19/VGG16 as neural-style-pt "
         "downloads them (vgg19-d01eb7cb.pth, vgg16-00b39a1b.pth; give them --preprocessing caffe)",
     )
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normalize-size", type=int, default=None, metavar="PX",
                         help="longest side the --normalize-on images are resized to (default 512)")
     parser.add_argument(
-        "-o", "--output", type=Path, default=None,
+        "-o", "--output", type=file_path, default=None,
         help=f"output HDF5 file (default: {default_weights_path()}); an existing file is replaced only if it holds "
         "nst_jax weights, and pretrained weights never by random ones",
     )
@@ -77,14 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def converter_inputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Every file the conversion reads: the .pth, and each image --normalize-on takes (a folder, a glob)."""
+    from convert_weights.normalize import NormalizationError, image_paths
+
+    inputs = [(args.pth, "the .pth file being converted")] if args.pth is not None else []
+    try:
+        images = image_paths(args.normalize_on) if args.normalize_on is not None else []
+    except NormalizationError:  # none: reported when the conversion reaches them
+        images = []
+    return inputs + [(path, "an image --normalize-on normalizes on") for path in images]
+
+
 def check_output_file(output: Path, args: argparse.Namespace) -> None:
     """``OutputError`` unless the converter may write ``output`` (``nst_jax.files``' rules; checked before any
-    download): not the .pth it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
-    pretrained weights never replaced by random ones without --overwrite."""
-    if not output.parent.is_dir():
-        return  # write_weights makes the folder (the default cache folder may not exist yet): nothing there to keep
-    inputs = [(args.pth, "the .pth file being converted")] if args.pth is not None else []
-    check_output(output, "output", inputs, owned=is_weights_file, overwrite=args.overwrite)
+    download): none of the files it reads (``converter_inputs``), by any spelling or link, even with --overwrite;
+    an existing file only if it holds nst_jax weights, or with --overwrite; and pretrained weights never replaced by
+    random ones without --overwrite. A missing folder is made only for the default output (the cache folder)."""
+    if not output.parent.is_dir() and args.output is None:
+        return  # write_weights makes the default cache folder: nothing there to keep
+    check_output(output, "output", converter_inputs(args), owned=is_weights_file, overwrite=args.overwrite)
     if args.random and not args.overwrite and is_weights_file(output):
         attrs = weights_attributes(output) or {}
         try:

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from convert_weights import ConversionError, convert_state_dict, random_state_dict
 from convert_weights.cli import main
@@ -189,3 +190,38 @@ def test_unusable_pth_is_explained_in_one_line(tmp_path, capsys, kind):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "weights_only" not in err
     assert ("not a PyTorch file" in err) if kind == "text" else ("model.state_dict()" in err)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A --normalize-on folder of two small photos (somebody's files)."""
+    folder = tmp_path / "norm"
+    folder.mkdir()
+    for index in range(2):
+        pixels = np.random.default_rng(index).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.png")
+    return folder
+
+
+@pytest.mark.parametrize("spelling", ["folder", "glob", "other spelling", "link"])
+def test_normalize_on_images_are_never_outputs(tmp_path, photos, capsys, spelling):
+    """-o naming an image the conversion normalizes on: refused with --overwrite too, before anything runs (it
+    replaced the photo with an HDF5 file, exit 0)."""
+    pattern = str(photos / "*.png") if spelling == "glob" else str(photos)
+    target = {"folder": photos / "img0.png", "glob": photos / "img0.png",
+              "other spelling": photos / ".." / photos.name / "img0.png", "link": tmp_path / "link.png"}[spelling]
+    if spelling == "link":
+        target.symlink_to(photos / "img0.png")
+    before = (photos / "img0.png").read_bytes()
+    argv = ["--random", "--normalize-on", pattern, "--normalize-size", "32", "-o", str(target), "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is also an input (an image --normalize-on normalizes on)" in err
+    assert (photos / "img0.png").read_bytes() == before
+
+
+def test_an_explicit_output_folder_must_exist(tmp_path, capsys):
+    """Only the default cache folder is made; a typo in -o is not a new folder tree."""
+    assert main(["--random", "-o", str(tmp_path / "no" / "w.h5")]) == 2
+    assert f"output directory '{tmp_path / 'no'}' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
