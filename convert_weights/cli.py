@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax.argparsing import OneLineParser, file_path
+from nst_jax.config import SEED_LIMIT
 from nst_jax.files import OutputError, check_output
 from nst_jax.vgg import ARCHITECTURES, PREPROCESSINGS, conv_layers, preprocessing_params
 from nst_jax.weights import (
@@ -23,6 +24,32 @@ from nst_jax.weights import (
 )
 
 PROG = "python -m convert_weights"
+NORMALIZE_SIZES = (32, 4096)
+"""--normalize-size's range: relu5_4 needs 16 px (32 keeps every pooled map at least 2 wide); at 4096 px one
+image's first activation alone is 4 GiB (64 channels x 16.8 M positions in float32)."""
+
+
+def _seed(text: str) -> int:
+    """A --random seed, 0 to 2**32 - 1, as ``nst-jax --seed`` takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {SEED_LIMIT - 1}, got {text!r}")
+    return value
+
+
+def _normalize_size(text: str) -> int:
+    """--normalize-size in pixels, within ``NORMALIZE_SIZES``."""
+    low, high = NORMALIZE_SIZES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {low} to {high} pixels, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--random", action="store_true",
         help="write a random-init VGG19 (torchvision's init), for tests and benchmarks only",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help=f"seed for --random, 0 to {SEED_LIMIT - 1} (default 0)")
     parser.add_argument(
         "--arch", choices=tuple(ARCHITECTURES), default=None,
         help="vgg19 or vgg16 (default: from the .pth's conv count; vgg19 for --torchvision and --random)",
@@ -62,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the paper's normalized network: rescale the weights so every post-ReLU channel has mean 1 over "
         "these images (a folder or a glob pattern) and positions",
     )
-    parser.add_argument("--normalize-size", type=int, default=None, metavar="PX",
-                        help="longest side the --normalize-on images are resized to (default 512)")
+    parser.add_argument("--normalize-size", type=_normalize_size, default=None, metavar="PX",
+                        help=f"longest side the --normalize-on images are resized to, {NORMALIZE_SIZES[0]} to "
+                        f"{NORMALIZE_SIZES[1]} (default 512)")
     parser.add_argument(
         "-o", "--output", type=file_path, default=None,
         help=f"output HDF5 file (default: {default_weights_path()}); an existing file is replaced only if it holds "
@@ -174,11 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("warning: --preprocessing torchvision given for a Caffe model: its features will be wrong",
                   file=sys.stderr)
     preprocessing = preprocessing or "torchvision"
+    if args.normalize_on is not None and not args.normalize_on.strip():
+        return _fail("--normalize-on needs a folder or a glob pattern of images, got ''")
     if args.normalize_size is not None and args.normalize_on is None:
         return _fail("--normalize-size needs --normalize-on IMAGES")
     normalize_size = args.normalize_size if args.normalize_size is not None else NORMALIZE_SIZE
-    if normalize_size < 32:
-        return _fail(f"--normalize-size must be at least 32 pixels (relu5_4 needs 16), got {normalize_size}")
     try:
         normalize_paths = image_paths(args.normalize_on) if args.normalize_on is not None else []
         if args.random:

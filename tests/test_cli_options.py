@@ -1,5 +1,5 @@
-"""Every option of every command line (``nst-jax``, ``nst-jax reconstruct``) given out-of-range values: exit 2,
-one error line, no traceback, nothing written, before anything slow.
+"""Every option of every command line (``nst-jax``, ``nst-jax reconstruct``, ``python -m convert_weights``) given
+out-of-range values: exit 2, one error line, no traceback, nothing written, before anything slow.
 
 The cases are generated from the parsers themselves, by each option's type (numbers below their range and, where
 there is one, above it; NaN and infinity; unknown choices; empty lists; files that do not exist), so that an option
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from convert_weights.cli import build_parser as converter_parser
 from convert_weights.cli import main as convert_main
 from nst_jax import cli
 from nst_jax.cli import loading
@@ -76,7 +77,7 @@ def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
 
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
-    "nst-jax": main_parser, "nst-jax reconstruct": cli_reconstruct.build_parser,
+    "nst-jax": main_parser, "nst-jax reconstruct": cli_reconstruct.build_parser, "convert_weights": converter_parser,
 }
 CASES = [(command, action.option_strings[-1], action.dest, value)
          for command, parser in PARSERS.items() for action in _options(parser()) for value in _values(action)]

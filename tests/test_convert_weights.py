@@ -220,6 +220,26 @@ def test_normalize_on_images_are_never_outputs(tmp_path, photos, capsys, spellin
     assert (photos / "img0.png").read_bytes() == before
 
 
+def test_integer_weights_are_refused(tmp_path, random_state_dict, capsys):
+    """Integer conv weights once became all-zero float32 weights marked pretrained=True (loss 0 in every run)."""
+    source = tmp_path / "quantized.pth"
+    torch.save({key: (value * 100).to(torch.int64) if key.endswith(".weight") else value
+                for key, value in random_state_dict.items()}, source)
+    assert main(["--pth", str(source), "-o", str(tmp_path / "out.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hold integers, not floating point numbers (features.0.weight: torch.int64)" in err
+    assert not (tmp_path / "out.h5").exists()
+    with pytest.raises(ConversionError, match="hold integers"):
+        convert_state_dict({key: value.to(torch.int32) for key, value in random_state_dict.items()})
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "1099511627776"])
+def test_seeds_are_those_nst_jax_takes(tmp_path, capsys, seed):
+    assert main(["--random", "--seed", seed, "-o", str(tmp_path / "out.h5")]) == 2
+    assert "expected an integer from 0 to 4294967295" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5").exists()
+
+
 def test_an_explicit_output_folder_must_exist(tmp_path, capsys):
     """Only the default cache folder is made; a typo in -o is not a new folder tree."""
     assert main(["--random", "-o", str(tmp_path / "no" / "w.h5")]) == 2
