@@ -70,15 +70,17 @@ many content images:
   one image was written, 1 if none.
 
 your files:
-  nst-jax never writes an input (content, styles, --init image, weights), also not through a link; replaces an
-  existing file only if nst-jax wrote it (an image with its metadata, its own JSON log), unless --overwrite, and
-  never a folder, device or FIFO; writes every file whole (a temporary file, then a rename); and writes no image
-  for a run that finished no iteration. Every output name (snapshots, sweep members, contact sheet, log) is
-  checked before anything slow runs.
+  nst-jax never writes an input (content, styles, --init image, masks, weights), also not through a link, not even
+  with --overwrite; replaces an existing file only if nst-jax wrote it (an image with its metadata, its own JSON
+  log), unless --overwrite, and never a folder, device or FIFO; writes every file whole (a temporary file, then a
+  rename); and writes no image for a run that finished no iteration. Every output name (snapshots, sweep members,
+  contact sheet, log) is checked before anything slow runs.
 
 exit codes: 0 done, 1 the loss became NaN/inf (last finite image saved; a sweep: that member not written) or
-a file could not be written, 2 bad input, 130 interrupted by Ctrl-C and 143 by SIGTERM (current image saved;
---batch: finished images kept; a second Ctrl-C waits for the saving).
+a file could not be written, 2 bad input (--dry-run makes the same checks and exits alike), 130 interrupted by
+Ctrl-C and 143 by SIGTERM: the run stops after the iteration in progress and saves the current image (--batch:
+finished images kept), or, if that takes over 5 s (one process), saves the last reported image and exits without
+waiting; a second Ctrl-C or SIGTERM quits at once without saving.
 """.replace("{suffixes}", " ".join(BATCH_SUFFIXES))
 
 

@@ -56,7 +56,7 @@ examples:
 content writes OUTDIR/content_relu1_2.png ... one per layer; style writes OUTDIR/style_relu1_1.png,
 OUTDIR/style_relu1_1-relu2_1.png ... one per growing layer set; each also writes OUTDIR/<kind>_grid.png.
 exit codes: 0 done, 1 a reconstruction's loss became NaN/inf or an image could not be written, 2 bad input,
-130 interrupted (finished reconstructions are kept).
+130 interrupted by Ctrl-C, 143 by SIGTERM (finished reconstructions are kept; the stop takes at most about 5 s).
 """
 
 

@@ -101,9 +101,10 @@ class StopSignals:
             self._quit()
         self.received, self.received_at = number, time.monotonic()
         request_stop()
+        when = " (every process after the same chunk)" if distributed.active() else f", within about {STOP_WAIT:g} s"
         print(f"{self.prog}: {_NAMES.get(number, 'signal')}: stopping after the iteration in progress and saving what "
-              f"is finished, within about {STOP_WAIT:g} s (a second Ctrl-C or SIGTERM quits at once without saving)",
-              file=sys.stderr, flush=True)
+              f"is finished{when}; a second Ctrl-C or SIGTERM quits at once without saving", file=sys.stderr,
+              flush=True)
 
     def _quit(self) -> None:
         """A second signal: nothing more is saved; exit now (``process``) or stop waiting (``_Quit``)."""
