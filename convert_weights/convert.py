@@ -54,6 +54,11 @@ def convert_state_dict(
             "no 'features.N.weight' keys: not a torchvision-layout VGG state dict "
             f"(first keys: {', '.join(list(state_dict)[:5]) or 'none'})"
         )
+    not_float = {key: _dtype(value) for key, value in features.items() if not _floating(value)}
+    if not_float:  # cast to float32 they would run, meaninglessly (all zeros, for small weights)
+        first, dtype = next(iter(not_float.items()))
+        raise ConversionError(f"{len(not_float)} of the {len(features)} features tensors hold integers, not floating "
+                              f"point numbers ({first}: {dtype}): not trained VGG weights")
     architecture = architecture or detect_architecture(features)
     expected = conv_param_shapes(architecture)
     problems: list[str] = []
@@ -80,6 +85,18 @@ def convert_state_dict(
     if problems:
         raise ConversionError(f"not a usable {architecture.upper()} state dict: " + "; ".join(problems))
     return params
+
+
+def _dtype(value: Any) -> str:
+    """The element type of a torch tensor or array-like, as its library names it (``torch.int64``, ``int32``)."""
+    return str(value.dtype) if hasattr(value, "dtype") else str(np.asarray(value).dtype)
+
+
+def _floating(value: Any) -> bool:
+    """Whether a torch tensor or array-like holds floating-point numbers (not integers or booleans)."""
+    if hasattr(value, "is_floating_point"):
+        return bool(value.is_floating_point())
+    return np.issubdtype(np.asarray(value).dtype, np.floating)
 
 
 def _to_numpy(value: Any) -> np.ndarray:

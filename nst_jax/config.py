@@ -59,6 +59,12 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 """The largest number the optimization can hold (3.4e38): loss weights past it become infinite on the device."""
 SEED_LIMIT = 2**32
 """Seeds are 32-bit (``jax.random.PRNGKey`` wraps larger ones, so 1 and 2**32 + 1 would give the same noise)."""
+IMAGE_SIZE_LIMIT = 2**17
+"""The longest side a run may ask for, 131072 px: 200 GiB for the image alone in float32, and more than JPEG (65535)
+or any planning (``memory.LARGEST_SIDE``) goes to."""
+CHUNK_LIMIT = 100_000
+"""The longest chunk: its per-iteration records are allocated on the device for the whole chunk, and its step count
+is an int32 (a longer chunk only delays progress and stops)."""
 
 
 def render_fields(text: str, name: Callable[[str], str]) -> str:
@@ -214,8 +220,8 @@ class StyleConfig:
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        set_("content_layers", validate_layers(self.content_layers))
-        set_("style_layers", validate_layers(self.style_layers))
+        for name in ("content_layers", "style_layers"):
+            set_(name, _layers(name, getattr(self, name)))
         for name in ("style_layer_weights", "style_blend_weights"):
             set_(name, _floats(name, getattr(self, name)))
         self._check_choice("optimizer", OPTIMIZERS)
@@ -227,6 +233,11 @@ class StyleConfig:
             if not _integer(value) or value <= 0:
                 raise ConfigError(f"{field(name)} must be a positive integer, got {value!r}")
             set_(name, int(value))
+        if self.image_size > IMAGE_SIZE_LIMIT:
+            raise ConfigError(f"{field('image_size')} must be at most {IMAGE_SIZE_LIMIT} pixels, got {self.image_size}")
+        if self.chunk_size > CHUNK_LIMIT:
+            raise ConfigError(f"{field('chunk_size')} must be at most {CHUNK_LIMIT}, got {self.chunk_size} (a chunk's "
+                              "per-iteration records are allocated for its whole length)")
         if self.tile_size is not None:
             if not _integer(self.tile_size) or self.tile_size < 16:
                 raise ConfigError(f"{field('tile_size')} must be an integer of at least 16 pixels or None, "
@@ -338,6 +349,56 @@ class StyleConfig:
             for f in dataclasses.fields(self)
             for value in [getattr(self, f.name)]
         }
+
+
+def _layers(name: str, layers: Any) -> tuple[str, ...]:
+    """``layers`` as a tuple of VGG19 layer names; ``ConfigError`` naming the field for none or an unknown one."""
+    if isinstance(layers, str):
+        layers = (layers,)
+    if isinstance(layers, Sequence) and not layers:
+        default = ",".join(StyleConfig.__dataclass_fields__[name].default)
+        raise ConfigError(f"{field(name)} needs at least one VGG19 layer, such as {default} (names as in "
+                          "torchvision's vgg19().features: conv1_1 ... conv5_4 before ReLU, relu1_1 ... relu5_4 after, "
+                          "pool1 ... pool5)")
+    try:
+        return validate_layers(layers)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{field(name)}: {error}") from None
+
+
+# Which optimizers use each optimizer field (``unused_by_optimizer``).
+_USED_BY: dict[str, tuple[str, ...]] = {
+    "lbfgs_backend": ("lbfgs",),
+    "history_size": ("lbfgs", "lbfgsb"),
+    "line_search": ("lbfgs",),
+    "step_size": ("lbfgs",),
+    "learning_rate": ("adam",),
+}
+
+# Why an optimizer does without the other optimizers' fields: what it uses instead.
+_WHY_UNUSED: dict[str, str] = {
+    "adam": "Adam's step is {learning_rate}; it has no line search and no L-BFGS memory",
+    "lbfgsb": "lbfgsb is jaxopt's L-BFGS-B, with its own line search and steps",
+    "lbfgs": "L-BFGS's steps are scaled by {step_size}",
+}
+
+
+def unused_by_optimizer(config: StyleConfig) -> ConfigError | None:
+    """The first field set away from its default that ``config``'s optimizer does not use (``step_size`` also with
+    optax's and jaxopt's L-BFGS, which pick their own steps), as an error to show; None if there is none. The
+    Python API allows them (a config can be shared by several optimizers); the command lines refuse them, as they
+    refuse a line search that ``lbfgs_backend`` lacks, rather than ignore an option that was typed."""
+    defaults = {f.name: f.default for f in dataclasses.fields(StyleConfig)}
+    for name, users in _USED_BY.items():
+        if getattr(config, name) == defaults[name]:
+            continue
+        if config.optimizer not in users:
+            return ConfigError(f"{field(name)} does not apply to {field('optimizer')} {config.optimizer} "
+                               f"({_WHY_UNUSED[config.optimizer]}); leave {field(name)} out")
+        if name == "step_size" and config.lbfgs_backend != "nst_jax":
+            return ConfigError(f"{field('step_size')} needs {field('lbfgs_backend')} nst_jax (optax's and jaxopt's "
+                               "L-BFGS choose their own steps)")
+    return None
 
 
 def _scales(scales: Sequence[int] | None, image_size: int) -> tuple[int, ...] | None:

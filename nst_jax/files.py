@@ -8,8 +8,12 @@
 3. A file appears whole or not at all: it is written to a hidden temporary file beside the target, flushed to
    disk, then renamed onto the target; on any failure the temporary file is removed and the old file stays as it
    was.
+4. A run that was given up writes nothing more: a command that stops without waiting for its work (a second Ctrl-C,
+   or a stop past its bound; ``nst_jax.cli.signals``) closes that work's thread to writing (``close_writes``) and
+   removes the temporary files still being written (``remove_pending``), so that rule 3 holds at any exit.
 
-Rules 1 and 2 are ``check_output``, called before any slow work; rule 3 is ``atomic_path`` and ``atomic_write``.
+Rules 1 and 2 are ``check_output``, called before any slow work; rules 3 and 4 are ``atomic_path`` and
+``atomic_write``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import json
 import os
 import stat
 import tempfile
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +38,24 @@ Inputs = Sequence[tuple[Path, str]]
 
 class OutputError(ValueError):
     """An output nst_jax will not write; the message names the file, the reason and what to do instead."""
+
+
+_PENDING: set[Path] = set()
+"""Temporary files being written now (``atomic_path``), for ``remove_pending``."""
+_CLOSED: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+"""Threads closed to writing (``close_writes``; by object: an ident is reused once its thread ends)."""
+
+
+def close_writes(thread: threading.Thread) -> None:
+    """Let ``thread`` write no file from now on: its next ``atomic_path`` raises ``OSError`` (rule 4)."""
+    _CLOSED.add(thread)
+
+
+def remove_pending() -> None:
+    """Remove every temporary file still being written (a process about to exit at once leaves none behind)."""
+    for temporary in list(_PENDING):
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -114,13 +138,17 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """A hidden temporary path beside ``target`` to write; renamed onto ``target`` if the block ends normally.
 
     The file is flushed to disk before the rename, keeps the permission bits of the file it replaces, and is
-    removed if the block raises anything (Ctrl-C included).
+    removed if the block raises anything (Ctrl-C included). ``OSError`` in a thread closed to writing
+    (``close_writes``).
     """
+    if threading.current_thread() in _CLOSED:
+        raise OSError(f"not written: '{target}': the run was stopped")
     target = Path(target)
     mode = _new_file_mode(target)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
     temporary = Path(name)
+    _PENDING.add(temporary)
     try:
         yield temporary
         descriptor = os.open(temporary, os.O_RDONLY)
@@ -134,6 +162,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+    finally:
+        _PENDING.discard(temporary)
 
 
 def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:

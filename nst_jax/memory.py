@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 
-from nst_jax.config import StyleConfig
+from nst_jax.config import IMAGE_SIZE_LIMIT, StyleConfig
 from nst_jax.mesh import agree_min
 from nst_jax.problem import content_shape, stage_shapes
 from nst_jax.tiling import plan_tiles
@@ -43,8 +43,8 @@ ALLOCATOR_SHARE = 0.1
 """On accelerators, where XLA's buffers are the device's memory: a margin for the allocator (not measured here)."""
 TILE_SIZES = (2048, 1024, 512, 256)
 """Tile sizes ``plan_run`` tries under ``shard`` ``auto``, largest (fewest halos) first."""
-LARGEST_SIDE = 2**17
-"""The longest side ``plan_run`` looks for when it reports what each strategy fits."""
+LARGEST_SIDE = IMAGE_SIZE_LIMIT
+"""The longest side ``plan_run`` looks for when it reports what each strategy fits: the largest a run may ask for."""
 
 
 def _activation_elements(height: int, width: int, layers: Sequence[str]) -> int:

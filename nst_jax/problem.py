@@ -186,35 +186,53 @@ def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.
 # ----------------------------------------------------------------------------------------------- spatial control
 
 
+BLACK_MASK = 8 / 255
+"""A mask whose brightest value is below this selects nothing, and is refused. Each region is normalized by its area
+(``Σ m²``), so a faint mask is not a weak one: a mask uniformly 1/255 would hold its style as firmly as a white one,
+everywhere. A level rather than exact zero, so that a mask meant black but saved with a few grey levels of noise is
+refused too; 8/255 is far below the faintest grey a region is drawn with on purpose (a 10 % weight is 26/255)."""
+
+
+def checked_mask(mask: ImageSource, shape: Sequence[int], what: str, consequence: str) -> np.ndarray:
+    """``mask`` as an (H, W) float32 weight at (height, width) ``shape`` (``image_io.load_mask``); ``ValueError``
+    naming it as ``what`` (``style mask 2``), then ``consequence``, if it selects nothing there (its brightest value
+    below ``BLACK_MASK``)."""
+    loaded = image_io.load_mask(mask, *shape[:2])
+    peak = float(loaded.max())
+    if not peak >= BLACK_MASK:
+        raise ValueError(f"{what} is black everywhere at {shape[0]}x{shape[1]} px (its brightest value is "
+                         f"{max(peak, 0.0) * 255:.2g}/255, below {BLACK_MASK * 255:.0f}/255): {consequence}")
+    return loaded
+
+
 def region_masks(masks: Sequence[ImageSource] | None, styles: int, shape: Sequence[int]) -> np.ndarray | None:
     """The style masks (one per style image, white where its style applies on the output) as (R, H, W) guidance
     channels at the content's ``shape`` (Gatys et al. 2017, sec. 4.1); None: no spatial control. ``ValueError``
-    (``ImageError``) for a wrong count or a mask that cannot be read."""
+    (``ImageError``) for a wrong count, a mask that cannot be read or one that selects nothing (``checked_mask``:
+    its style would apply nowhere)."""
     if masks is None:
         return None
     masks = as_list(masks)
     if len(masks) != styles:
         raise ValueError(f"{len(masks)} style mask(s) for {styles} style image(s): give one per style image")
-    return np.stack([image_io.load_mask(mask, *shape[:2]) for mask in masks])
+    return np.stack([checked_mask(mask, shape, f"style mask {index}", "its style would apply nowhere")
+                     for index, mask in enumerate(masks, start=1)])
 
 
 def source_masks(masks: Sequence[ImageSource | None] | None, styles: Sequence[np.ndarray]
                  ) -> list[np.ndarray | None] | None:
     """The style source masks (per style image, None or the part of it whose statistics are its target) at each
-    style image's size; ``ValueError`` for a wrong count, an unreadable mask or one that selects nothing."""
+    style image's size; ``ValueError`` for a wrong count, an unreadable mask or one that selects nothing
+    (``checked_mask``)."""
     if masks is None:
         return None
     masks = as_list(masks)
     if len(masks) != len(styles):
         raise ValueError(f"{len(masks)} style source mask(s) for {len(styles)} style image(s): give one per style "
                          f"image (None, or 'all' on the command line, for the whole image)")
-    loaded = [None if mask is None else image_io.load_mask(mask, *style.shape[:2])
-              for mask, style in zip(masks, styles)]
-    for index, mask in enumerate(loaded, start=1):
-        if mask is not None and not mask.max() > 0:
-            raise ValueError(f"style source mask {index} is black everywhere: it selects no part of style image "
-                             f"{index}")
-    return loaded
+    return [None if mask is None else checked_mask(mask, style.shape, f"style source mask {index}",
+                                                   f"it selects no part of style image {index}")
+            for index, (mask, style) in enumerate(zip(masks, styles), start=1)]
 
 
 # ----------------------------------------------------------------------------------------------- the problem

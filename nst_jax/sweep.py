@@ -161,8 +161,7 @@ def stylize_batch(
     vgg = resolve_vgg(vgg, weights, caller="stylize_batch")
     config = configure_for(config, vgg)
     count = len(as_list(style))
-    own_masks = style_masks is not None and len(style_masks) == len(contents) and all(
-        isinstance(masks, (list, tuple)) for masks in style_masks)
+    own_masks = _own_masks(style_masks, len(contents))
     items: list[BatchItem | None] = [None] * len(contents)
 
     def done(index: int, item: BatchItem) -> None:
@@ -204,6 +203,17 @@ def stylize_batch(
             if any(result.status == Status.INTERRUPTED for result in results):
                 return [item for item in items if item is not None]
     return [item for item in items if item is not None]
+
+
+def _own_masks(style_masks: Sequence[Any] | None, contents: int) -> bool:
+    """Whether ``style_masks`` gives each content its own masks (a list per content) rather than one set for all;
+    ``ValueError`` for lists whose count is not the contents'."""
+    if style_masks is None or not any(isinstance(masks, (list, tuple)) for masks in style_masks):
+        return False
+    if len(style_masks) != contents or not all(isinstance(masks, (list, tuple)) for masks in style_masks):
+        raise ValueError(f"style_masks holds {len(style_masks)} entries for {contents} content image(s): give one list "
+                         "of masks (one per style image) per content image, or one mask per style image for all")
+    return True
 
 
 def _batch_part(members: Sequence[tuple[int, np.ndarray, np.ndarray | None]], styles: Sequence[np.ndarray],

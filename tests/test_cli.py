@@ -21,8 +21,8 @@ from PIL import Image
 
 from conftest import save_random_image
 from convert_weights.cli import main as convert_main
-from nst_jax import StyleConfig, StyleResult, cli, memory
-from nst_jax.cli import device, loading, options, paths, progress, single
+from nst_jax import StyleConfig, cli, memory
+from nst_jax.cli import device, loading, options, paths, progress, saving, single
 from nst_jax.image_io import load_image, read_png_metadata
 from nst_jax.weights import file_sha256
 
@@ -180,6 +180,19 @@ def test_non_finite_saves_last_finite_image_and_exits_1(tmp_path, inputs, weight
     assert record["status"] == "non-finite" and record["iterations"] < 4
 
 
+@pytest.mark.parametrize("changes, hint", [
+    ({"optimizer": "adam", "learning_rate": 1e30}, "lower --learning-rate (now 1e+30) or the loss weights"),
+    ({"step_size": 1e30}, "lower --step-size (now 1e+30) or the loss weights"),
+    ({}, "lower the loss weights, or try --optimizer lbfgsb"),
+    ({"optimizer": "lbfgsb"}, "lower the loss weights"),
+])
+def test_the_nan_hint_names_the_option_in_play(changes, hint):
+    """A NaN from --step-size 1e30 was answered with a hint about --learning-rate, which L-BFGS does not use."""
+    config = StyleConfig(**changes)
+    assert saving.nan_hint(config) == hint
+    assert ("--learning-rate" in saving.nan_hint(config)) == (config.optimizer == "adam")
+
+
 class _InterruptingBar(progress.tqdm):
     """A progress bar that acts as if Ctrl-C were pressed right after the first chunk."""
 
@@ -189,13 +202,14 @@ class _InterruptingBar(progress.tqdm):
 
 
 def test_ctrl_c_saves_the_current_image_and_exits_130(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    """The first chunk is one iteration (it compiles; then chunks are timed, --quiet too): interrupted after it."""
     monkeypatch.setattr(progress, "tqdm", _InterruptingBar)
     out = tmp_path / "out.png"
     assert cli.main(_argv(inputs, out, weights_file)) == 130
     err = capsys.readouterr().err
-    assert f"interrupted at iteration 2 of 4; saved the current image to {out}" in err and "Traceback" not in err
+    assert f"interrupted at iteration 1 of 4; saved the current image to {out}" in err and "Traceback" not in err
     metadata = read_png_metadata(out)
-    assert metadata["nst_jax:status"] == "interrupted" and metadata["nst_jax:iterations"] == "2"
+    assert metadata["nst_jax:status"] == "interrupted" and metadata["nst_jax:iterations"] == "1"
 
 
 def test_ctrl_c_outside_the_optimizer_exits_130(tmp_path, inputs, weights_file, monkeypatch, capsys):
@@ -296,47 +310,22 @@ def test_a_run_too_large_for_memory_is_refused_with_the_size_that_fits(tmp_path,
     monkeypatch.setattr(loading, "load_weights", lambda *args: pytest.fail("weights loaded before the memory check"))
     assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--image-size", "2048")) == 2
     line = _one_error_line(capsys.readouterr().err)
-    fits = int(re.search(r"the largest --image-size that fits is (\d+)", line).group(1))
+    found = re.search(r"the largest --image-size that fits is (\d+), in tiles of 256 px, which --shard auto chooses "
+                      r"by itself \((\d+) whole\)", line)
+    tiled, whole = int(found.group(1)), int(found.group(2))
     args = options.build_parser().parse_args(_argv(inputs, tmp_path / "out.png", weights_file))
     config = options.config_from_args(args)
-    shape = (40, 48)
-    assert memory.run_needs(shape, config.replace(image_size=fits)) <= budget < memory.run_needs(
-        shape, config.replace(image_size=fits + 1))
-    assert "--skip-memory-check" in line and not (tmp_path / "out.png").exists()
+    shape, devices = (40, 48), len(jax.local_devices())
+    for size, tile, shards in ((whole, None, 1), (tiled, 256, devices)):  # both limits, each exact
+        at = config.replace(tile_size=tile)
+        assert memory.run_needs(shape, at.replace(image_size=size), shards=shards) <= budget < memory.run_needs(
+            shape, at.replace(image_size=size + 1), shards=shards)
+    assert tiled > whole and "--skip-memory-check" in line and not (tmp_path / "out.png").exists()
 
 
 def test_skip_memory_check_runs_anyway(tmp_path, inputs, weights_file, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1)
     assert cli.main(_argv(inputs, tmp_path / "out.png", weights_file, "--skip-memory-check")) == 0
-
-
-class _SignallingBar(progress.tqdm):
-    """A progress bar that sends this process a real SIGINT after the first chunk, as Ctrl-C does."""
-
-    def update(self, n: float | None = 1) -> bool | None:
-        super().update(n)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)  # the handler runs before this returns
-        raise AssertionError("SIGINT did not stop the run")
-
-
-def test_a_second_ctrl_c_waits_for_the_saving(tmp_path, inputs, weights_file, monkeypatch, capsys):
-    """Pressing Ctrl-C twice must not throw away the finished iterations."""
-    monkeypatch.setattr(progress, "tqdm", _SignallingBar)
-    real_save = StyleResult.save
-
-    def save_after_another_ctrl_c(self, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
-        return real_save(self, *args, **kwargs)
-
-    monkeypatch.setattr(StyleResult, "save", save_after_another_ctrl_c)
-    out = tmp_path / "out.png"
-    handler = signal.getsignal(signal.SIGINT)
-    assert cli.main(_argv(inputs, out, weights_file)) == 130
-    err = capsys.readouterr().err
-    assert "saving what is finished" in err and "interrupted at iteration 2 of 4" in err and "Traceback" not in err
-    assert read_png_metadata(out)["nst_jax:status"] == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is handler  # restored for the caller
 
 
 @pytest.mark.slow
@@ -384,7 +373,8 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     ),
     "unknown content layer": (["{content}", "{style}", "-o", "{out}", "--content-layers", "relu4_9"], "'relu4_9'"),
     "unknown style layer": (["{content}", "{style}", "-o", "{out}", "--style-layers", "relu1_1,fc7"], "'fc7'"),
-    "no layers": (["{content}", "{style}", "-o", "{out}", "--style-layers", ","], "at least one VGG19 layer"),
+    "no layers": (["{content}", "{style}", "-o", "{out}", "--style-layers", ","],
+                  "--style-layers needs at least one VGG19 layer, such as relu1_1,relu2_1"),
     "zero image size": (["{content}", "{style}", "-o", "{out}", "--image-size", "0"], "--image-size must be"),
     "negative image size": (["{content}", "{style}", "-o", "{out}", "--image-size=-5"], "--image-size must be"),
     "zero iterations": (["{content}", "{style}", "-o", "{out}", "--iterations", "0"], "--iterations must be"),
@@ -468,14 +458,62 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "scales not ending at the image size": (
         ["{content}", "{style}", "-o", "{out}", "--scales", "16,24"], "set --image-size to 24 or end --scales at 512",
     ),
+    # Masks that select nothing (an all-black one, or one faint everywhere, which normalized by its area would put
+    # its style everywhere), at every size of the run.
+    "a black style mask": (["{content}", "{style}", "-o", "{out}", "--style-masks", "{black}"],
+                           "--style-masks image 1 '{black}' is black everywhere at 427x512 px (its brightest value "
+                           "is 0/255, below 8/255): style image 1 would apply nowhere"),
+    "a style mask faint everywhere": (["{content}", "{style}", "-o", "{out}", "--style-masks", "{faint}"],
+                                      "is black everywhere at 427x512 px (its brightest value is 1/255"),
+    "a black source mask": (["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}"],
+                            "--style-source-masks image 1 '{black}' is black everywhere at 427x512 px"),
+    "a black source mask with scales": (
+        ["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}", "--scales", "256,512"],
+        "it selects no part of style image 1",
+    ),
+    # Options the optimizer would ignore, refused as a line search jaxopt lacks is.
+    "line search with adam": (["{content}", "{style}", "-o", "{out}", "--optimizer", "adam", "--line-search", "none"],
+                              "--line-search does not apply to --optimizer adam (Adam's step is --learning-rate"),
+    "line search with lbfgsb": (
+        ["{content}", "{style}", "-o", "{out}", "--optimizer", "lbfgsb", "--line-search", "backtracking"],
+        "--line-search does not apply to --optimizer lbfgsb",
+    ),
+    "step size with adam": (["{content}", "{style}", "-o", "{out}", "--optimizer", "adam", "--step-size", "0.5"],
+                            "--step-size does not apply to --optimizer adam"),
+    "learning rate with lbfgs": (["{content}", "{style}", "-o", "{out}", "--learning-rate", "0.1"],
+                                 "--learning-rate does not apply to --optimizer lbfgs"),
+    "no content layers": (["{content}", "{style}", "-o", "{out}", "--content-layers", ""],
+                          "--content-layers needs at least one VGG19 layer, such as relu4_2"),
+    "an image larger than any plan": (["{content}", "{style}", "-o", "{out}", "--image-size", "200000"],
+                                      "--image-size must be at most 131072 pixels"),
+    "an empty output name": (["{content}", "{style}", "-o", ""], "argument -o/--output: expected a path, got ''"),
+    "a coordinator without a port": (["{content}", "{style}", "-o", "{out}", "--distributed", "--coordinator",
+                                      "localhost"], "--coordinator must be HOST:PORT"),
+    "a coordinator port out of range": (["{content}", "{style}", "-o", "{out}", "--distributed", "--coordinator",
+                                         "localhost:99999"], "--coordinator's port must be 1 to 65535"),
+    "a start-up wait JAX cannot take": (["{content}", "{style}", "-o", "{out}", "--distributed",
+                                         "--distributed-timeout", "99999999999"],
+                                        "--distributed-timeout must be 1 to 86400 seconds"),
+    "a missing weights file": (["{content}", "{style}", "-o", "{out}", "--weights", "{tmp}/none.h5"],
+                               "no VGG19 weights file at {tmp}/none.h5"),
     # argparse's own errors are one line too.
     "unknown option": (["{content}", "{style}", "-o", "{out}", "--colour", "red"], "unrecognized arguments: --colour"),
     "not a number": (["{content}", "{style}", "-o", "{out}", "--seed", "one"], "argument --seed: invalid int value"),
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, monkeypatch, capsys):
+# The cases --dry-run once said yes to (and a few more): it makes the run's checks, so it exits 2 alike.
+DRY_RUNS = ["missing second style", "not an image", "a directory as input", "init not an image", "a black style mask",
+            "a style mask faint everywhere", "a black source mask", "a black source mask with scales",
+            "output is an image nst_jax did not write", "log is a file nst_jax did not write",
+            "a snapshot would replace an image nst_jax did not write", "line search with adam",
+            "a missing weights file", "an image larger than any plan"]
+
+
+@pytest.mark.parametrize("case, dry_run", [*((case, False) for case in BAD_INPUTS),
+                                           *((case, True) for case in DRY_RUNS)])
+def test_bad_input_is_one_line_and_exit_2(case, dry_run, tmp_path, inputs, weights_file, monkeypatch, capsys):
+    """One error line, exit 2, before the weights load; --dry-run too (the same checks)."""
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
@@ -485,14 +523,17 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     os.mkfifo(tmp_path / "fifo")
     save_random_image(tmp_path / "init.png", 40, 40, seed=4)
     save_random_image(tmp_path / "photo_iter2.png", 40, 48, seed=5)
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(tmp_path / "black.png")
+    Image.fromarray(np.ones((40, 48), np.uint8)).save(tmp_path / "faint.png")  # 1/255 everywhere
     folder = inputs["style"].parent
     paths = {name: str(path) for name, path in inputs.items()}
     paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"), weights=str(weights_file),
-                 style_via_parent=str(folder / ".." / folder.name / "style.png"))
+                 style_via_parent=str(folder / ".." / folder.name / "style.png"), black=str(tmp_path / "black.png"),
+                 faint=str(tmp_path / "faint.png"))
     template, expected = BAD_INPUTS[case]
     argv = [arg.format(**paths) for arg in template]
     before = {path: path.read_bytes() for path in [*tmp_path.iterdir(), weights_file] if path.is_file()}
-    assert cli.main([*argv, "--weights", str(weights_file), "--quiet"]) == 2
+    assert cli.main(["--weights", str(weights_file), *argv, "--quiet", *(["--dry-run"] if dry_run else [])]) == 2
     captured = capsys.readouterr()
     line = _one_error_line(captured.err)
     assert expected.format(**paths) in line
@@ -591,3 +632,25 @@ def test_masks_run_end_to_end_and_are_never_written(tmp_path, inputs, masks, wei
     onto_mask = [*argv[:3], "-o", str(masks["left"]), *argv[5:], "--overwrite"]
     assert cli.main(onto_mask) == 2
     assert "is also an input (style mask 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["itself", "a link", "another spelling"])
+@pytest.mark.parametrize("kind", ["content", "style", "init", "style mask", "source mask", "weights"])
+def test_no_input_is_ever_an_output_even_with_overwrite(tmp_path, inputs, masks, weights_file, kind, spelling, capsys):
+    """Every file the run reads, named by -o or --log-json in any spelling: refused, --overwrite or not."""
+    files = {"content": inputs["content"], "style": inputs["style"], "init": inputs["style2"],
+             "style mask": masks["left"], "source mask": masks["right"], "weights": weights_file}
+    target = files[kind]
+    named = {"itself": target, "a link": tmp_path / f"link{target.suffix}", "another spelling":
+             target.parent / ".." / target.parent.name / target.name}[spelling]
+    if spelling == "a link":
+        named.symlink_to(target)
+    before = target.read_bytes()
+    run = [str(inputs["content"]), str(inputs["style"]), "--weights", str(weights_file), *FAST, "--overwrite",
+           "--init", str(inputs["style2"]), "--style-masks", str(masks["left"]), "--style-source-masks",
+           str(masks["right"])]
+    as_image = [["-o", str(named)]] if kind != "weights" else []  # -o takes images only (.h5: the suffix error)
+    for output in [*as_image, ["-o", str(tmp_path / "out.png"), "--log-json", str(named)]]:
+        assert cli.main([*run, *output]) == 2
+        assert "is also an input" in _one_error_line(capsys.readouterr().err)
+    assert target.read_bytes() == before and not (tmp_path / "out.png").exists()

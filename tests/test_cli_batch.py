@@ -268,10 +268,11 @@ def test_ctrl_c_during_a_sweep_saves_the_current_images(tmp_path, inputs, weight
     argv = [inputs["content"], inputs["style"], "-o", tmp_path / "out.png", "--weights", weights_file, *FAST, *SWEEP]
     assert cli.main([str(arg) for arg in argv]) == 130
     err = capsys.readouterr().err
-    assert "interrupted at iteration 2 of 4" in err and "3 of 3 weightings" in err and "Traceback" not in err
+    # the first chunk is one iteration (it compiles; later chunks are timed)
+    assert "interrupted at iteration 1 of 4" in err and "3 of 3 weightings" in err and "Traceback" not in err
     for name in SWEEP_FILES:
         metadata = read_png_metadata(tmp_path / name)
-        assert metadata["nst_jax:status"] == "interrupted" and metadata["nst_jax:iterations"] == "2"
+        assert metadata["nst_jax:status"] == "interrupted" and metadata["nst_jax:iterations"] == "1"
     assert (tmp_path / "out_grid.png").exists()
 
 
@@ -486,11 +487,41 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--batch-format", "jpg", "--bit-depth", "16"],
         "--bit-depth 16",
     ),
+    # Found by the checks the run and --dry-run share, before the output folder is made.
+    "batch with a black source mask": (
+        ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--style-source-masks", "{black}"],
+        "--style-source-masks image 1 '{black}' is black everywhere at 40x48 px",
+    ),
+    "batch with a black shared mask": (
+        ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--style-masks", "{black}"],
+        "style image 1 would apply nowhere",
+    ),
+    "sweep with a black source mask": (
+        ["{content}", "{style}", "-o", "{out}", "--style-weight", "1,2", "--style-source-masks", "{black}"],
+        "is black everywhere",
+    ),
+    "batch with rows split": (
+        ["--batch", "{contents}", "{style}", "-o", "{tmp}/outdir", "--shard", "spatial"],
+        "--shard spatial splits one image's rows over the devices; --batch spreads its members over them instead",
+    ),
+    "sweep with rows split": (
+        ["{content}", "{style}", "-o", "{out}", "--style-weight", "1,2", "--shard", "spatial"],
+        "a weight sweep spreads its members over them instead: use --shard batch, auto or none",
+    ),
+    "empty batch pattern": (["--batch", "", "{style}", "-o", "{tmp}/outdir"], "--batch needs a folder or a glob"),
 }
 
 
-@pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, monkeypatch, capsys):
+# The cases --dry-run once said yes to (and a few more): it makes the run's checks, so it exits 2 alike.
+DRY_RUNS = ["batch with a black source mask", "batch with a black shared mask", "sweep with a black source mask",
+            "batch with rows split", "sweep with rows split", "batch style not an image",
+            "sweep snapshot would replace an image nst_jax did not write"]
+
+
+@pytest.mark.parametrize("case, dry_run", [*((case, False) for case in BAD_INPUTS),
+                                           *((case, True) for case in DRY_RUNS)])
+def test_bad_input_is_one_line_and_exit_2(case, dry_run, tmp_path, inputs, weights_file, monkeypatch, capsys):
+    """One error line, exit 2, nothing written or made; --dry-run too (the same checks)."""
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
@@ -502,13 +533,14 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, inputs, weights_file, 
     save_random_image(twins / "a.png", 40, 48, seed=6)
     save_random_image(twins / "a.jpg", 40, 48, seed=7, format="JPEG")
     save_random_image(tmp_path / "out_sw1e+00_iter4.png", 8, 8, seed=8)
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(tmp_path / "black.png")
     paths = {name: str(path) for name, path in inputs.items()}
     paths.update(tmp=str(tmp_path), out=str(tmp_path / "out.png"), contents=str(contents), empty=str(empty),
-                 twins=str(twins))
+                 twins=str(twins), black=str(tmp_path / "black.png"))
     template, expected = BAD_INPUTS[case]
     argv = [arg.format(**paths) for arg in template]
     before = sorted(tmp_path.rglob("*"))
-    assert cli.main([*argv, "--weights", str(weights_file), "--quiet"]) == 2
+    assert cli.main([*argv, "--weights", str(weights_file), "--quiet", *(["--dry-run"] if dry_run else [])]) == 2
     captured = capsys.readouterr()
     assert expected.format(**paths) in _one_error_line(captured.err)  # argparse's own errors too
     assert captured.out == ""
@@ -545,3 +577,28 @@ def test_batch_masks_follow_each_content_by_its_name(tmp_path, inputs, weights_f
     [warning] = run.err.strip().splitlines()
     assert warning.startswith(f"nst-jax: warning: skipping {contents / 'b.png'}: cannot read image") and \
         "b_top.png" in warning
+
+
+def test_batch_dry_run_names_the_contents_it_would_skip(tmp_path, inputs, weights_file, monkeypatch):
+    """--dry-run makes the run's checks per content: missing or black {stem} masks skip a content, and with none
+    left to write it exits 1, as the run would; nothing is loaded or made."""
+    monkeypatch.setattr(loading, "load_weights", lambda *args: pytest.fail("--dry-run loaded the network"))
+    contents, masks = tmp_path / "contents", tmp_path / "masks"
+    contents.mkdir(), masks.mkdir()
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        save_random_image(contents / f"{name}.png", 40, 48, seed=seed)
+    Image.fromarray(np.full((40, 48), 255, np.uint8)).save(masks / "a.png")
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(masks / "c.png")
+    argv = ["--batch", contents, inputs["style"], "-o", tmp_path / "out", "--weights", weights_file, *FAST,
+            "--style-masks", f"{masks}/{{stem}}.png", "--dry-run"]
+    run = _main(argv)
+    assert run.code == 0, run.err
+    lines = run.out.splitlines()
+    assert lines[0].startswith(f"{contents / 'a.png'}: plan: 27x32 px")
+    assert any(line.startswith(f"{contents / 'b.png'}: would be skipped: cannot read image") for line in lines)
+    assert any(line.startswith(f"{contents / 'c.png'}: would be skipped: style mask 1 '{masks / 'c.png'}' is black "
+                               "everywhere at 27x32 px") for line in lines)
+    (masks / "a.png").unlink()
+    none_left = _main(argv)
+    assert none_left.code == 1 and "none of the 3 images would be written" in none_left.out
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nst_jax import StyleConfig
-from nst_jax.config import FLOAT32_MAX, ConfigError
+from nst_jax.config import FLOAT32_MAX, ConfigError, unused_by_optimizer
 
 
 @pytest.mark.parametrize("name", ["content_weight", "style_weight", "tv_weight", "learning_rate"])
@@ -88,3 +88,38 @@ def test_line_searches_other_than_zoom_need_nst_jaxs_lbfgs():
         StyleConfig(line_search="wolfe")
     with pytest.raises(ConfigError, match="step_size must be a positive number"):
         StyleConfig(step_size=0.0)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optimizer": "adam", "line_search": "backtracking"}, "line_search does not apply to optimizer adam (Adam's step "
+                                                           "is learning_rate"),
+    ({"optimizer": "lbfgsb", "line_search": "none"}, "line_search does not apply to optimizer lbfgsb"),
+    ({"optimizer": "adam", "step_size": 0.5}, "step_size does not apply to optimizer adam"),
+    ({"optimizer": "adam", "history_size": 5}, "history_size does not apply to optimizer adam"),
+    ({"optimizer": "adam", "lbfgs_backend": "optax"}, "lbfgs_backend does not apply to optimizer adam"),
+    ({"learning_rate": 0.1}, "learning_rate does not apply to optimizer lbfgs (L-BFGS's steps are scaled by "
+                             "step_size)"),
+    ({"lbfgs_backend": "jaxopt", "step_size": 0.5}, "step_size needs lbfgs_backend nst_jax"),
+])
+def test_options_the_optimizer_would_ignore_are_named(changes, message):
+    """Allowed in the API (a config may serve several optimizers); the command lines refuse them with this."""
+    error = unused_by_optimizer(StyleConfig(**changes))
+    assert isinstance(error, ConfigError) and message in str(error)
+
+
+@pytest.mark.parametrize("changes", [{}, {"optimizer": "adam", "learning_rate": 0.1}, {"step_size": 0.5},
+                                     {"optimizer": "lbfgsb", "history_size": 5}, {"line_search": "none"}])
+def test_options_the_optimizer_uses_pass(changes):
+    assert unused_by_optimizer(StyleConfig(**changes)) is None
+
+
+def test_layers_name_their_field_and_sizes_have_limits():
+    with pytest.raises(ConfigError, match=r"^content_layers needs at least one VGG19 layer, such as relu4_2"):
+        StyleConfig(content_layers=())
+    with pytest.raises(ConfigError, match=r"^style_layers: unknown VGG19 layer\(s\) 'fc7'"):
+        StyleConfig(style_layers=("fc7",))
+    with pytest.raises(ConfigError, match="chunk_size must be at most 100000"):
+        StyleConfig(chunk_size=100_001)
+    with pytest.raises(ConfigError, match="image_size must be at most 131072"):
+        StyleConfig(image_size=2**17 + 1)
+    assert StyleConfig(chunk_size=100_000, image_size=2**17).chunk_size == 100_000

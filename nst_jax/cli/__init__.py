@@ -7,48 +7,48 @@
 * ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 (``nst_jax.cli.reconstruct``).
 
 What the forms share lives in one module per concern: ``exits`` (exit codes, ``UsageError``), ``options`` (the
-parser, generated from ``StyleConfig``), ``paths`` (the files a run reads and writes), ``checks`` (everything checked
-before anything slow, and ``--dry-run``), ``device``, ``loading`` (images, masks, the network), ``progress`` (the bar,
-snapshots), ``saving`` (images and the JSON log), ``signals`` (Ctrl-C and SIGTERM, one-line errors) and
-``distributed`` (``--distributed``: several processes, process 0 writing) and ``serving`` (``--serve``: the run
-in a web browser).
+parser, generated from ``StyleConfig``), ``paths`` (the files a run reads and writes), ``contents`` (``--batch``'s
+content images), ``checks`` (every check of a run, before anything slow, which the run and ``--dry-run`` both make),
+``device``, ``loading`` (the network), ``progress`` (the bar, timed chunks, snapshots), ``saving`` (images and the
+JSON log), ``signals`` (Ctrl-C and SIGTERM with a bounded stop, the work in a thread; one-line errors),
+``distributed`` (``--distributed``: several processes, process 0 writing) and ``serving`` (``--serve``: the run in a
+web browser).
+
+A new form (a subcommand) plugs in as ``reconstruct`` does: its parser from ``options`` (``add_config_options``,
+``add_run_options``), its checks before anything slow (``checks``' functions, each a ``UsageError``), its work as a
+``run(args) -> exit code`` under ``signals.run_guarded`` (the stop, the bound, exit codes 2/130/143), timed chunks
+(``progress.timed_chunks``), ``serving.LiveView`` entered before anything slow (its publisher fed from the progress
+callback) and, for what a stop that cannot wait should save, ``signals.on_forced_stop``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
 
 from nst_jax.cli import batch, reconstruct, single, sweep
-from nst_jax.cli.checks import check_blend_weights, check_masks, check_mode, check_single_only, dry_run
+from nst_jax.cli.checks import check_run, dry_run
 from nst_jax.cli.exits import EXIT_USAGE, PROG
-from nst_jax.cli.options import build_parser, config_from_args, weight_sweep
+from nst_jax.cli.options import build_parser
 from nst_jax.cli.serving import LiveView
 from nst_jax.cli.signals import run_guarded
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check everything cheap, then run the form the arguments ask for (single, sweep, ``--batch``)."""
+    """Make every check (``checks.check_run``), then print the plan (``--dry-run``) or run the form the arguments
+    ask for (single, sweep, ``--batch``)."""
     start = time.perf_counter()
-    config = config_from_args(args)
-    lists = weight_sweep(args, config)
-    check_mode(args, lists)
-    check_single_only(args, lists)
-    check_masks(args, config)
+    checked = check_run(args)
     if args.dry_run:
-        contents = [args.content] if args.batch is None else batch.find_contents(args.batch)
-        return dry_run(args, config, contents, math.prod(len(values) for values in lists.values()))
-    if args.batch is None:
-        check_blend_weights(config, args.styles)
+        return dry_run(args, checked)
     with LiveView(args) as live:  # --serve: the port is taken now, before anything slow
-        if args.batch is not None:
-            return batch.run(args, config, start, live)
-        if lists:
-            return sweep.run(args, config, lists, start, live)
-        return single.run(args, config, start, live)
+        if checked.batch is not None:
+            return batch.run(args, checked, start, live)
+        if checked.lists:
+            return sweep.run(args, checked, start, live)
+        return single.run(args, checked, start, live)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

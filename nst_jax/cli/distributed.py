@@ -21,6 +21,9 @@ import numpy as np
 DEFAULT_TIMEOUT = 120
 """Seconds a process waits for the others to start, to answer heartbeats and to finish (JAX's defaults, 300 s to
 start and 100 s of silence, leave a failed run hanging for minutes)."""
+TIMEOUT_LIMIT = 86400
+"""The longest ``--distributed-timeout``, a day: JAX takes a 32-bit count of seconds, and a longer wait would leave a
+failed run hanging for days."""
 
 
 class DistributedError(Exception):
@@ -56,24 +59,40 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--distributed-timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
         help=f"how long a process waits for the others to start, or to answer once one has died, before ending with "
-        f"an error (with --distributed; default: {DEFAULT_TIMEOUT})",
+        f"an error, 1 to {TIMEOUT_LIMIT} (with --distributed; default: {DEFAULT_TIMEOUT})",
     )
 
 
 def check_options(args: argparse.Namespace) -> None:
     """``DistributedError`` for process options without ``--distributed`` or with impossible values."""
     given = [name for name in ("coordinator", "num_processes", "process_id") if getattr(args, name) is not None]
+    given += ["distributed_timeout"] if args.distributed_timeout != DEFAULT_TIMEOUT else []
     if not args.distributed:
         if given:
             names = ", ".join("--" + name.replace("_", "-") for name in given)
             raise DistributedError(f"{names} {'needs' if len(given) == 1 else 'need'} --distributed")
         return
-    if args.num_processes is not None and args.num_processes < 1:
-        raise DistributedError(f"--num-processes must be at least 1, got {args.num_processes}")
+    if args.num_processes is not None and not 1 <= args.num_processes < 2**31:
+        raise DistributedError(f"--num-processes must be 1 to {2**31 - 1} (JAX counts processes in 32 bits), got "
+                               f"{args.num_processes}")
     if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or args.process_id + 1):
         raise DistributedError(f"--process-id must be 0 to --num-processes - 1, got {args.process_id}")
-    if args.distributed_timeout < 1:
-        raise DistributedError(f"--distributed-timeout must be at least 1 second, got {args.distributed_timeout}")
+    if not 1 <= args.distributed_timeout <= TIMEOUT_LIMIT:
+        raise DistributedError(f"--distributed-timeout must be 1 to {TIMEOUT_LIMIT} seconds, got "
+                               f"{args.distributed_timeout}")
+    if args.coordinator is not None:
+        check_coordinator(args.coordinator)
+
+
+def check_coordinator(address: str) -> None:
+    """``DistributedError`` unless ``address`` is HOST:PORT (an IPv6 host in brackets) with a port of 1 to 65535:
+    JAX would wait ``--distributed-timeout`` on anything else, then abort."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or host == "[]" or host.count(":") and not (host.startswith("[") and host.endswith("]")):
+        raise DistributedError(f"--coordinator must be HOST:PORT (e.g. 10.0.0.1:12345, or [::1]:12345 for IPv6), got "
+                               f"{address!r}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise DistributedError(f"--coordinator's port must be 1 to 65535, got {port!r} in {address!r}")
 
 
 def start(args: argparse.Namespace) -> None:
@@ -135,4 +154,5 @@ def _failed(flags: np.ndarray) -> Sequence[int]:
     return [int(index) for index in np.flatnonzero(np.asarray(flags).reshape(-1))]
 
 
-__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "active", "add_options", "agree", "check_options", "start", "writes"]
+__all__ = ["DEFAULT_TIMEOUT", "TIMEOUT_LIMIT", "DistributedError", "active", "add_options", "agree",
+           "check_coordinator", "check_options", "start", "writes"]

@@ -1,5 +1,5 @@
-"""Loading what a checked run needs: its images and masks, and the network (saying which one runs, with which loss
-weights, and warning loudly about random weights)."""
+"""Loading what a checked run needs (``checks.check_run`` decoded its images and masks): the network, saying which
+one runs with which loss weights, and warning loudly about random weights."""
 
 from __future__ import annotations
 
@@ -8,42 +8,19 @@ import contextlib
 import dataclasses
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from nst_jax import image_io
 from nst_jax.cli import distributed
-from nst_jax.cli.checks import check_memory, check_outputs, checked_shape
-from nst_jax.cli.device import on_device, select_device
+from nst_jax.cli.checks import CheckedRun
+from nst_jax.cli.device import on_device
 from nst_jax.cli.exits import PROG, UsageError
 from nst_jax.cli.options import user_message
-from nst_jax.cli.paths import mask_paths, source_mask_paths
-from nst_jax.config import INITS, ConfigError, StyleConfig
+from nst_jax.config import ConfigError, StyleConfig
 from nst_jax.problem import configure_for
 from nst_jax.weights import RandomWeightsWarning, VGGWeights, WeightsError, load_weights
-
-
-def load_masks(masks: Sequence[Path | None] | None) -> list[np.ndarray | None] | None:
-    """Mask files decoded (None entries kept), ``UsageError`` for one that cannot be read; resized by the run."""
-    if masks is None:
-        return None
-    try:
-        return [None if path is None else image_io.load_image(path) for path in masks]
-    except ValueError as error:  # image_io.ImageError is a ValueError
-        raise UsageError(user_message(error)) from None
-
-
-def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The content and style images decoded (``UsageError`` if one cannot be read), and the ``--init`` image checked;
-    their sizes were checked from the headers (``checked_shape``), and ``stylize`` resizes them, once."""
-    try:
-        if config.init not in INITS:
-            image_io.load_image(config.init)
-        return image_io.load_image(args.content), [image_io.load_image(style) for style in args.styles]
-    except ValueError as error:  # image_io.ImageError is a ValueError
-        raise UsageError(user_message(error)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,23 +37,13 @@ class ContentRun:
 
 
 @contextlib.contextmanager
-def content_run(
-    args: argparse.Namespace, config: StyleConfig, outputs: Sequence[Path], *, snapshots_of: Sequence[Path],
-    iterations: int, what: str = "", single: bool = False,
-) -> Iterator[ContentRun]:
-    """Check, in order, that the outputs (and snapshots) may be written, the device, the sizes at every scale and
-    the memory (``what`` says whose; ``UsageError`` at the first problem); load the images, then the weights on the
-    device, where the block runs."""
-    check_outputs(args, outputs, snapshots_of=snapshots_of, iterations=iterations)
-    device = select_device(args.device)
-    shape = checked_shape(args, config)
-    check_memory(args, config, shape, device, what=what, single=single)
-    content, styles = load_inputs(args, config)
-    masks, sources = load_masks(mask_paths(args)), load_masks(source_mask_paths(args))
-    with on_device(device):
-        vgg = load_weights_loudly(args.weights, config, args.quiet)
+def content_run(args: argparse.Namespace, checked: CheckedRun) -> Iterator[ContentRun]:
+    """Load the weights of a checked run (``checks.check_run``) on its device, where the block runs, once every
+    process's checks agree."""
+    with on_device(checked.device):
+        vgg = load_weights_loudly(args.weights, checked.config, args.quiet)
         distributed.agree()
-        yield ContentRun(content, styles, vgg, masks, sources)
+        yield ContentRun(checked.content, checked.styles, vgg, checked.masks, checked.sources)
 
 
 def load_weights_loudly(path: Path | None, config: StyleConfig | None = None, quiet: bool = False) -> VGGWeights:

@@ -8,11 +8,10 @@ import argparse
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from nst_jax import image_io
-from nst_jax.argparsing import OneLineParser
+from nst_jax.argparsing import OneLineParser, file_path
 from nst_jax.cli import distributed, serving
 from nst_jax.cli.exits import PROG, UsageError
 from nst_jax.config import ConfigError, StyleConfig, option_help, render_fields
@@ -71,15 +70,17 @@ many content images:
   one image was written, 1 if none.
 
 your files:
-  nst-jax never writes an input (content, styles, --init image, weights), also not through a link; replaces an
-  existing file only if nst-jax wrote it (an image with its metadata, its own JSON log), unless --overwrite, and
-  never a folder, device or FIFO; writes every file whole (a temporary file, then a rename); and writes no image
-  for a run that finished no iteration. Every output name (snapshots, sweep members, contact sheet, log) is
-  checked before anything slow runs.
+  nst-jax never writes an input (content, styles, --init image, masks, weights), also not through a link, not even
+  with --overwrite; replaces an existing file only if nst-jax wrote it (an image with its metadata, its own JSON
+  log), unless --overwrite, and never a folder, device or FIFO; writes every file whole (a temporary file, then a
+  rename); and writes no image for a run that finished no iteration. Every output name (snapshots, sweep members,
+  contact sheet, log) is checked before anything slow runs.
 
 exit codes: 0 done, 1 the loss became NaN/inf (last finite image saved; a sweep: that member not written) or
-a file could not be written, 2 bad input, 130 interrupted by Ctrl-C and 143 by SIGTERM (current image saved;
---batch: finished images kept; a second Ctrl-C waits for the saving).
+a file could not be written, 2 bad input (--dry-run makes the same checks and exits alike), 130 interrupted by
+Ctrl-C and 143 by SIGTERM: the run stops after the iteration in progress and saves the current image (--batch:
+finished images kept), or, if that takes over 5 s (one process), saves the last reported image and exits without
+waiting; a second Ctrl-C or SIGTERM quits at once without saving.
 """.replace("{suffixes}", " ".join(BATCH_SUFFIXES))
 
 
@@ -185,10 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # CONTENT is optional for argparse only: with --batch every positional is a STYLE (``style_paths``).
-    parser.add_argument("content", type=Path, nargs="?", metavar="CONTENT", help="content image (not with --batch)")
-    parser.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="style image(s); several are blended")
+    parser.add_argument("content", type=file_path, nargs="?", metavar="CONTENT",
+                        help="content image (not with --batch)")
+    parser.add_argument("styles", type=file_path, nargs="+", metavar="STYLE",
+                        help="style image(s); several are blended")
     parser.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT",
+        "-o", "--output", type=file_path, required=True, metavar="OUT",
         help="output image (.png, .jpg); for a weight sweep the base of the members' names; with --batch the "
         "output folder",
     )
@@ -226,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also save the image every N iterations as OUT's name + _iterN (default: never; not with --batch)",
     )
     output.add_argument(
-        "--log-json", type=Path, default=None, metavar="PATH",
+        "--log-json", type=file_path, default=None, metavar="PATH",
         help="write config and losses as JSON (a sweep or --batch: one record per image)",
     )
     return parser
@@ -238,7 +241,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     (``distributed.add_options``); returns the first."""
     output = parser.add_argument_group("run and output")
     output.add_argument(
-        "--weights", type=Path, default=None, metavar="PATH",
+        "--weights", type=file_path, default=None, metavar="PATH",
         help=f"VGG19 HDF5 weights (default: {default_weights_path()})",
     )
     output.add_argument("--bit-depth", type=int, choices=image_io.BIT_DEPTHS, default=image_io.BIT_DEPTHS[0],

@@ -1,12 +1,14 @@
 """The files a run reads and writes, from its arguments: styles, masks, the ``--init`` image, the weights, snapshot
-names."""
+names, a weight sweep's member and contact-sheet names."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+from nst_jax.cli.options import WEIGHT_TAGS
 from nst_jax.config import INITS
 from nst_jax.weights import default_weights_path
 
@@ -29,6 +31,32 @@ def existing_snapshots(output: Path, every: int, iterations: int) -> list[Path]:
         for match in [pattern.fullmatch(entry.name)]
         if match and int(match.group(1)) % every == 0 and int(match.group(1)) <= iterations
     )
+
+
+def distinct_format(values: Sequence[float]) -> list[str]:
+    """``values`` as ``%.Ne`` with the fewest digits N that keep different values apart (1000 -> ``1e+03``)."""
+    for digits in range(17):
+        texts = [f"{value:.{digits}e}" for value in values]
+        if len(set(texts)) == len(set(map(repr, values))):
+            return texts
+    return [repr(value) for value in values]
+
+
+def member_paths(output: Path, lists: dict[str, tuple[float, ...]]) -> list[Path]:
+    """Where each sweep member goes: OUT's name + a tag per swept weight (``out.png`` -> ``out_sw1e+03.png``)."""
+    texts = {field: distinct_format(values) for field, values in lists.items()}
+    size = len(next(iter(lists.values())))
+    return [
+        output.with_name(
+            output.stem + "".join(f"_{WEIGHT_TAGS[field]}{texts[field][i]}" for field in lists) + output.suffix
+        )
+        for i in range(size)
+    ]
+
+
+def grid_path(output: Path) -> Path:
+    """Where a sweep's contact sheet goes: ``out.jpg`` -> ``out_grid.png``."""
+    return output.with_name(f"{output.stem}_grid.png")
 
 
 def init_paths(init: str) -> list[Path]:

@@ -23,13 +23,14 @@ def progress_bar(total: int, unit: str, quiet: bool) -> tqdm:
 
 
 PROGRESS_SECONDS = 2.0
-"""How often the progress bar hears from a run: compiled calls are shortened to about this (``progress_seconds``)."""
+"""How long a compiled call of the command line lasts at most (``progress_seconds``; at least one iteration): the
+progress bar moves that often, and a stop (Ctrl-C, SIGTERM; ``signals``) waits no longer for the call in progress."""
 
 
-def with_progress(config: StyleConfig, quiet: bool, serving: bool = False) -> StyleConfig:
-    """``config`` with compiled calls short enough for a progress bar (or, ``serving``, the live page) to move every
-    ~2 s, unless ``quiet`` and not ``serving`` (or the config already says how often)."""
-    if (quiet and not serving) or config.progress_seconds is not None:
+def timed_chunks(config: StyleConfig) -> StyleConfig:
+    """``config`` with compiled calls of about ``PROGRESS_SECONDS`` (or as the config already says), ``--quiet`` or
+    not: a long ``--chunk-size`` must not delay a stop."""
+    if config.progress_seconds is not None:
         return config
     return config.replace(progress_seconds=PROGRESS_SECONDS)
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from nst_jax import image_io
-from nst_jax.argparsing import OneLineParser
-from nst_jax.cli.checks import check_memory, guard_output
+from nst_jax.argparsing import OneLineParser, file_path
+from nst_jax.cli.checks import check_memory, check_optimizer_options, check_weights, guard_output
 from nst_jax.cli.device import on_device, select_device
 from nst_jax.cli.distributed import agree, writes
 from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, UsageError
 from nst_jax.cli.loading import load_weights_loudly
 from nst_jax.cli.options import add_config_options, add_run_options, comma_names, user_message
 from nst_jax.cli.paths import weights_path
-from nst_jax.cli.progress import bar_callback, progress_bar, with_progress
+from nst_jax.cli.progress import bar_callback, progress_bar, timed_chunks
 from nst_jax.cli.saving import nothing_finished
 from nst_jax.cli.serving import LiveView
 from nst_jax.cli.signals import run_guarded
@@ -58,7 +58,7 @@ examples:
 content writes OUTDIR/content_relu1_2.png ... one per layer; style writes OUTDIR/style_relu1_1.png,
 OUTDIR/style_relu1_1-relu2_1.png ... one per growing layer set; each also writes OUTDIR/<kind>_grid.png.
 exit codes: 0 done, 1 a reconstruction's loss became NaN/inf or an image could not be written, 2 bad input,
-130 interrupted (finished reconstructions are kept).
+130 interrupted by Ctrl-C, 143 by SIGTERM (finished reconstructions are kept; the stop takes at most about 5 s).
 """
 
 
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("kind", choices=KINDS, help="content: per-layer reconstructions; style: texture syntheses")
-    parser.add_argument("image", type=Path, metavar="IMAGE", help="the image to reconstruct")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
+    parser.add_argument("image", type=file_path, metavar="IMAGE", help="the image to reconstruct")
+    parser.add_argument("-o", "--output", type=file_path, required=True, metavar="OUTDIR",
                         help="folder for the images (created if its parent folder exists)")
     parser.add_argument(
         "--layers", type=comma_names, default=None, metavar="LAYERS",
@@ -94,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> StyleConfig:
     """The base ``StyleConfig`` of the options (``UsageError`` naming the option if a value is invalid)."""
     try:
-        return StyleConfig(**{field: getattr(args, field) for field in FIELDS})
+        config = StyleConfig(**{field: getattr(args, field) for field in FIELDS})
     except ValueError as error:
         raise UsageError(user_message(error)) from None
+    check_optimizer_options(config)
+    return config
 
 
 def layer_sets(kind: str, layers: Sequence[str] | None) -> list[tuple[str, ...]]:
@@ -117,21 +119,18 @@ def output_paths(folder: Path, kind: str, sets: Sequence[tuple[str, ...]]) -> tu
     return [folder / f"{kind}_{name}.png" for name in names], folder / f"{kind}_grid.png"
 
 
-def prepare_folder(folder: Path) -> None:
-    """Create the output folder if needed (``UsageError`` if it is a file or its parent is missing)."""
+def check_folder(folder: Path) -> None:
+    """``UsageError`` unless the output folder exists, or can be made (its parent exists)."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"output '{folder}' is a file; give a folder")
-    if not folder.exists():
-        if not folder.parent.is_dir():
-            raise UsageError(f"output folder's parent '{folder.parent}' does not exist")
-        if writes():
-            folder.mkdir()
+    if not folder.exists() and not folder.parent.is_dir():
+        raise UsageError(f"output folder's parent '{folder.parent}' does not exist")
 
 
 def check_outputs(args: argparse.Namespace, paths: Sequence[Path], grid: Path) -> None:
     """``UsageError`` for a reconstruction or the grid that may not be written (``nst_jax.files``)."""
     if not args.output.is_dir():
-        return  # prepare_folder makes it, empty
+        return  # made empty once every check passed
     inputs = [(args.image, "IMAGE"), (weights_path(args), "the VGG19 weights file")]
     for path in [*paths, grid]:
         guard_output(path, "output", inputs, args)
@@ -186,7 +185,10 @@ def _run(args: argparse.Namespace, config: StyleConfig, live: LiveView) -> int:
     check_outputs(args, paths, grid)
     device = select_device(args.device)
     original = check_image(args, config, sets, device)
-    prepare_folder(args.output)
+    check_folder(args.output)
+    check_weights(args)
+    if writes() and not args.output.exists():
+        args.output.mkdir()
     reconstruct = reconstruct_content if args.kind == "content" else reconstruct_style
     layers = [s[0] for s in sets] if args.kind == "content" else sets
     batched = args.batched if args.batched is not None else batched_by_default(config)
@@ -206,7 +208,7 @@ def _run(args: argparse.Namespace, config: StyleConfig, live: LiveView) -> int:
             publisher.total, publisher.per_run = config.iterations * plan.runs, plan.per_run
         with progress_bar(total, "it", args.quiet) as bar:
             done = reconstruct(
-                original, layers, config=with_progress(config, args.quiet, live.serving), vgg=vgg, batched=batched,
+                original, layers, config=timed_chunks(config), vgg=vgg, batched=batched,
                 callback=bar_callback(bar, config.iterations, publisher.update),
                 on_done=saver(dict(zip(sets, paths)), args.bit_depth, failed),
             )

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nst_jax.cli.checks import CheckedRun
 from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG
 from nst_jax.cli.loading import content_run
 from nst_jax.cli.paths import snapshot_path
-from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
-from nst_jax.cli.saving import log_record, nothing_finished, save_result, write_log
+from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, timed_chunks
+from nst_jax.cli.saving import log_record, nan_hint, nothing_finished, save_result, save_unfinished, write_log
 from nst_jax.cli.serving import LiveView, title
-from nst_jax.config import StyleConfig
+from nst_jax.cli.signals import on_forced_stop
 from nst_jax.live import Publisher
 from nst_jax.mesh import gather
 from nst_jax.optimize import Progress, Status
@@ -25,13 +26,14 @@ from nst_jax.result import StyleResult
 from nst_jax.transfer import stylize
 
 
-def snapshots(
-    bar: tqdm, output: Path, save_every: int | None, bit_depth: int, publisher: Publisher
-) -> Callable[[Progress], None]:
-    """After each chunk: save the snapshot due at its iteration (chunks end on multiples of ``save_every``), and show
-    the chunk on the live page (its image copied off the device once for both)."""
+def snapshots(bar: tqdm, output: Path, save_every: int | None, bit_depth: int, latest: list[Progress],
+              publisher: Publisher) -> Callable[[Progress], None]:
+    """After each chunk: keep its progress in ``latest`` (what a stop that cannot wait saves), save the snapshot due
+    at its iteration (chunks end on multiples of ``save_every``), and show the chunk on the live page (its image
+    copied off the device once for both)."""
 
     def save_due(progress: Progress) -> None:
+        latest[:] = [progress]
         image = None
         if save_every and progress.iteration % save_every == 0:
             image = gather(progress.image)  # every process
@@ -51,8 +53,7 @@ def report(result: StyleResult, output: Path, wall: float) -> int:
     if result.status == Status.NON_FINITE:
         print(
             f"{PROG}: error: the loss became NaN or infinite after {iterations} of {total} iterations; saved the "
-            f"last finite image to {output}. Lower --learning-rate (adam) or the loss weights, or try "
-            "--optimizer lbfgsb",
+            f"last finite image to {output}; {nan_hint(result.config)}",
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -66,17 +67,20 @@ def report(result: StyleResult, output: Path, wall: float) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace, config: StyleConfig, start: float, live: LiveView) -> int:
-    """One content image: check outputs and memory, load, stylize, save and report; returns the exit code."""
-    total = config.total_iterations
-    with content_run(args, config, [args.output], snapshots_of=[args.output], iterations=total,
-                     single=True) as run, \
-            progress_bar(total, "it", args.quiet) as bar:
+def run(args: argparse.Namespace, checked: CheckedRun, start: float, live: LiveView) -> int:
+    """One content image, checked (``checks.check_run``): load the network, stylize, save and report (and show it on
+    the live page); returns the exit code."""
+    config, total = checked.config, checked.config.total_iterations
+    latest: list[Progress] = []
+    with content_run(args, checked) as run, progress_bar(total, "it", args.quiet) as bar:
+        on_forced_stop(lambda: save_unfinished([args.output], latest[-1] if latest else None, [config], run.content,
+                                               run.vgg, args.bit_depth))
         publisher = live.publisher(total=total, config=config, vgg=run.vgg, title=title(args.content, args.styles),
                                    content=args.content, styles=args.styles, output=args.output)
-        callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth, publisher))
-        result = stylize(run.content, run.styles, vgg=run.vgg, config=with_progress(config, args.quiet, live.serving),
-                         callback=callback, style_masks=run.masks, style_source_masks=run.sources)
+        callback = bar_callback(bar, total, snapshots(bar, args.output, args.save_every, args.bit_depth, latest,
+                                                      publisher))
+        result = stylize(run.content, run.styles, vgg=run.vgg, config=timed_chunks(config), callback=callback,
+                         style_masks=run.masks, style_source_masks=run.sources)
     saved = save_result(result, args.output, args.bit_depth)
     wall = time.perf_counter() - start
     logged = write_log(args.log_json, log_record(result, args.output, wall))

@@ -16,14 +16,16 @@ import numpy as np
 from tqdm import tqdm
 
 from nst_jax import image_io
+from nst_jax.cli.checks import CheckedRun
 from nst_jax.cli.distributed import writes
 from nst_jax.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, PROG
 from nst_jax.cli.loading import content_run
-from nst_jax.cli.options import WEIGHT_TAGS, flag
-from nst_jax.cli.paths import snapshot_path
-from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, with_progress
-from nst_jax.cli.saving import log_record, nothing_finished, write_log
+from nst_jax.cli.options import flag
+from nst_jax.cli.paths import distinct_format, grid_path, member_paths, snapshot_path
+from nst_jax.cli.progress import bar_callback, progress_bar, save_snapshot, timed_chunks
+from nst_jax.cli.saving import log_record, nan_hint, nothing_finished, save_unfinished, write_log
 from nst_jax.cli.serving import LiveView, title
+from nst_jax.cli.signals import on_forced_stop
 from nst_jax.config import StyleConfig
 from nst_jax.contact_sheet import contact_sheet
 from nst_jax.live import Publisher
@@ -33,32 +35,6 @@ from nst_jax.optimize import Progress, Status
 from nst_jax.problem import configure_for
 from nst_jax.result import StyleResult
 from nst_jax.sweep import stylize_sweep
-
-
-def distinct_format(values: Sequence[float]) -> list[str]:
-    """``values`` as ``%.Ne`` with the fewest digits N that keep different values apart (1000 -> ``1e+03``)."""
-    for digits in range(17):
-        texts = [f"{value:.{digits}e}" for value in values]
-        if len(set(texts)) == len(set(map(repr, values))):
-            return texts
-    return [repr(value) for value in values]
-
-
-def member_paths(output: Path, lists: dict[str, tuple[float, ...]]) -> list[Path]:
-    """Where each sweep member goes: OUT's name + a tag per swept weight (``out.png`` -> ``out_sw1e+03.png``)."""
-    texts = {field: distinct_format(values) for field, values in lists.items()}
-    size = len(next(iter(lists.values())))
-    return [
-        output.with_name(
-            output.stem + "".join(f"_{WEIGHT_TAGS[field]}{texts[field][i]}" for field in lists) + output.suffix
-        )
-        for i in range(size)
-    ]
-
-
-def grid_path(output: Path) -> Path:
-    """Where a sweep's contact sheet goes: ``out.jpg`` -> ``out_grid.png``."""
-    return output.with_name(f"{output.stem}_grid.png")
 
 
 def member_configs(config: StyleConfig, lists: dict[str, tuple[float, ...]]) -> list[StyleConfig]:
@@ -83,20 +59,22 @@ def member_labels(configs: Sequence[StyleConfig], *, with_tv: bool) -> list[str]
 
 def sweep_callbacks(
     bar: tqdm, paths: Sequence[Path], save_every: int | None, bit_depth: int, iterations: int,
-    publisher: Publisher | None = None,
+    latest: list[Progress] | None = None, publisher: Publisher | None = None,
 ) -> tuple[Callable[[BatchPlan], None], Callable[[Progress], None]]:
-    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots, show
-    the chunk on the live page (``publisher``; the images copied off the device once for both).
+    """``on_plan`` and ``callback`` of a sweep: size the bar, advance it, show the loss range, save snapshots, keep
+    the latest progress in ``latest`` (what a stop that cannot wait saves), show the chunk on the live page
+    (``publisher``; the images copied off the device once for both).
 
     A sweep too large for device memory runs as several sub-batches, each calling ``callback`` from iteration 1;
     the bar then counts every sub-batch's iterations, the page shows each sub-batch's members, and snapshots are
-    off (a callback cannot tell which members it sees).
+    off and nothing is kept (a callback cannot tell which members it sees).
     """
-    state = {"snapshots": save_every or 0}  # every N iterations, 0 for never
+    state = {"snapshots": save_every or 0, "whole": True}  # snapshots every N iterations, 0 for never
 
     def on_plan(plan: BatchPlan) -> None:
         if not plan.split:
             return
+        state["whole"] = False
         if publisher is not None:
             publisher.total, publisher.per_run = iterations * plan.runs, plan.per_run
         bar.total = iterations * plan.runs
@@ -109,6 +87,8 @@ def sweep_callbacks(
             state["snapshots"] = 0
 
     def snapshots(progress: Progress) -> None:
+        if latest is not None and state["whole"]:
+            latest[:] = [progress]
         images = None
         if state["snapshots"] and progress.iteration % state["snapshots"] == 0:
             images = gather(progress.image)
@@ -131,14 +111,15 @@ def _sweep_columns(count: int) -> int:
     return count if count <= 5 else math.ceil(math.sqrt(count))
 
 
-def run(
-    args: argparse.Namespace, config: StyleConfig, lists: dict[str, tuple[float, ...]], start: float, live: LiveView
-) -> int:
-    """A weight sweep: one batched ``stylize_sweep``, each member to its own file, plus a labelled contact sheet."""
+def run(args: argparse.Namespace, checked: CheckedRun, start: float, live: LiveView) -> int:
+    """A weight sweep, checked (``checks.check_run``): one batched ``stylize_sweep``, each member to its own file,
+    plus a labelled contact sheet (one tile per member on the live page)."""
+    config, lists = checked.config, checked.lists
     paths, grid = member_paths(args.output, lists), grid_path(args.output)
-    outputs = [*paths, grid]
-    with content_run(args, config, outputs, snapshots_of=paths, iterations=config.iterations,
-                     what="one member of ") as run, progress_bar(config.iterations, "it", args.quiet) as bar:
+    latest: list[Progress] = []
+    with content_run(args, checked) as run, progress_bar(config.iterations, "it", args.quiet) as bar:
+        on_forced_stop(lambda: save_unfinished(paths, latest[-1], member_configs(config, lists), run.content,
+                                               run.vgg, args.bit_depth) if latest else None)  # none kept: in parts
         captions = member_labels(member_configs(configure_for(config, run.vgg), lists), with_tv="tv_weight" in lists)
         publisher = live.publisher(
             total=config.iterations, config=config, vgg=run.vgg, title=title(args.content, args.styles),
@@ -146,10 +127,10 @@ def run(
             output=f"{grid} and {len(paths)} images beside it",
             sweep=", ".join(f"{flag(field)} {','.join(map(str, values))}" for field, values in lists.items()),
         )
-        on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations, publisher)
+        on_plan, callback = sweep_callbacks(bar, paths, args.save_every, args.bit_depth, config.iterations, latest,
+                                            publisher)
         results = stylize_sweep(
-            run.content, run.styles, config=with_progress(config, args.quiet, live.serving), vgg=run.vgg,
-            callback=callback,
+            run.content, run.styles, config=timed_chunks(config), vgg=run.vgg, callback=callback,
             on_plan=on_plan, style_masks=run.masks, style_source_masks=run.sources,
             **{f"{field}s": values for field, values in lists.items()},
         )
@@ -219,8 +200,7 @@ def _report_sweep(
     if diverged:
         print(
             f"{PROG}: error: the loss became NaN or infinite for {len(diverged)} of {len(paths)} weightings, not "
-            f"written: {'; '.join(diverged)}. Lower --learning-rate (adam) or the loss weights, or try "
-            "--optimizer lbfgsb",
+            f"written: {'; '.join(diverged)}; {nan_hint(results[0].config)}",
             file=sys.stderr,
         )
         code = EXIT_FAILED
