@@ -31,6 +31,7 @@ ABOVE = {
     "image_size": ["99999999", "131072"],  # the second fits no memory here
     "history_size": ["99999999999"],
     "normalize_size": ["4097", "99999999"],
+    "serve": ["65536"],
 }
 
 # Options whose values name things (files, patterns, addresses): what is out of range for each.
@@ -49,6 +50,7 @@ NAMED = {
     "pth": ["{missing}/vgg19.pth", ""],
     "normalize_on": ["{missing}", ""],
     "style_blend_weights": ["-1", "nan", "inf", "0"],  # only their ratios count: large ones are fine
+    "serve_host": ["", "http://localhost/"],
 }
 
 FLOATS = ["-1", "nan", "inf", "1e39"]
@@ -62,7 +64,7 @@ def _values(action: argparse.Action) -> list[str]:
     if action.choices is not None:
         return ["bogus", *ABOVE.get(action.dest, [])]
     name = getattr(action.type, "__name__", "")
-    if action.type is int or name in ("_positive_int", "_seed", "_normalize_size"):
+    if action.type is int or name in ("_positive_int", "_seed", "_normalize_size", "_port"):
         return INTEGERS + ABOVE.get(action.dest, [])
     if action.type is float or name in ("_weights", "_numbers"):
         return FLOATS
@@ -111,6 +113,8 @@ def _argv(command: str, option: str, dest: str, value: str, paths: dict[str, str
             "--image-size", "32", "--iterations", "1", "--quiet"]
     if dest in ("coordinator", "num_processes", "process_id", "distributed_timeout"):
         base.append("--distributed")  # the values themselves are wrong, not the lack of --distributed
+    if dest == "serve_host":
+        base += ["--serve", "0"]  # the host itself is wrong, not the lack of --serve
     if dest == "batch_format":
         base[base.index("-o") + 1] = paths["out"]
         base += ["--batch", paths["folder"]]

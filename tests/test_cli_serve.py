@@ -314,3 +314,14 @@ def test_the_page_in_a_browser_follows_the_run_to_done(browser, monkeypatch, tmp
     page.screenshot(path=str(tmp_path / "live_view_phone.png"), full_page=True)
     page.close()
     assert problems == []
+
+
+def test_serve_host_without_serve_is_refused(inputs, weights_file, tmp_path, capsys):
+    """--serve-host alone would be ignored (nothing is served): one line, exit 2, before anything slow."""
+    from nst_jax.cli import main
+
+    code = main([str(inputs["content"]), str(inputs["style"]), "-o", str(tmp_path / "out.png"), "--weights",
+                 str(weights_file), "--serve-host", "0.0.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "nst-jax: error: --serve-host applies only with --serve PORT"
+    assert not (tmp_path / "out.png").exists()

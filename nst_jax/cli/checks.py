@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from nst_jax import files, image_io, memory
+from nst_jax.cli import serving
 from nst_jax.cli.contents import (
     batch_inputs,
     batch_outputs,
@@ -126,6 +127,7 @@ def check_form(args: argparse.Namespace, config: StyleConfig, lists: dict[str, t
         raise UsageError(f"--shard spatial splits one image's rows over the devices; {form} spreads its members over "
                          "them instead: use --shard batch, auto or none")
     check_optimizer_options(config)
+    serving.check_options(args)
 
 
 def check_optimizer_options(config: StyleConfig) -> None:

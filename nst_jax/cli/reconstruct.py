@@ -19,6 +19,7 @@ import numpy as np
 
 from nst_jax import image_io
 from nst_jax.argparsing import OneLineParser, file_path
+from nst_jax.cli import serving
 from nst_jax.cli.checks import check_memory, check_optimizer_options, check_weights, guard_output
 from nst_jax.cli.device import on_device, select_device
 from nst_jax.cli.distributed import agree, writes
@@ -98,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
     except ValueError as error:
         raise UsageError(user_message(error)) from None
     check_optimizer_options(config)
+    serving.check_options(args)
     return config
 
 

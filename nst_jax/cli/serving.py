@@ -38,6 +38,19 @@ def _port(text: str) -> int:
     return value
 
 
+def _host(text: str) -> str:
+    """A host name or address to listen on: not empty (an empty host would listen on every interface)."""
+    if not text.strip() or any(character.isspace() or character == "/" for character in text):
+        raise argparse.ArgumentTypeError(f"expected a host name or address such as 127.0.0.1, got {text!r}")
+    return text
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """``UsageError`` for live-view options that would be ignored: ``--serve-host`` without ``--serve``."""
+    if getattr(args, "serve", None) is None and getattr(args, "serve_host", DEFAULT_HOST) != DEFAULT_HOST:
+        raise UsageError("--serve-host applies only with --serve PORT")
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The "live view" option group."""
     group = parser.add_argument_group("live view")
@@ -47,7 +60,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "the current image, iterations, speed, time left, the loss curve and the settings (default: off)",
     )
     group.add_argument(
-        "--serve-host", default=DEFAULT_HOST, metavar="HOST",
+        "--serve-host", type=_host, default=DEFAULT_HOST, metavar="HOST",
         help=f"address --serve listens on (default: {DEFAULT_HOST}, this machine only; 0.0.0.0 shows the page, "
         "and your images, to every machine that can reach this one)",
     )
