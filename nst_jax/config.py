@@ -174,7 +174,8 @@ class StyleConfig:
         None, "relative weight of each style image (their Gram matrices are blended)", metavar="WEIGHTS",
         default_text="equal",
     )
-    style_scale: float = option(1.0, "style images are resized to the output size times this", metavar="S")
+    style_scale: float = option(1.0, "the style images' longest side is the output's times this (each keeps its own "
+                                "aspect ratio)", metavar="S")
     loss_form: str = option(DEFAULT_FORM, "normalized (weights mean the same at every image size) or paper (its "
                             "equations exactly)", choices=LOSS_FORMS)
     pooling: str = option(DEFAULT_POOLING, "VGG pooling: avg (the paper's) or max", choices=POOLINGS)

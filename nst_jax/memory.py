@@ -134,9 +134,10 @@ def run_bytes(content: tuple[int, int], style: tuple[int, int], config: StyleCon
 
 
 def run_needs(shape: Sequence[int], config: StyleConfig, *, shards: int = 1, platform: str = "cpu") -> int:
-    """Estimated peak memory of a run of a content of original (height, width) ``shape``: its largest size's."""
+    """Estimated peak memory of a run of a content of original (height, width) ``shape``: its largest size's (with a
+    square style image of the style's longest side: its largest area, whatever its shape)."""
     return max(run_bytes(content, style, config, shards=shards, platform=platform)
-               for _, content, style in stage_shapes(shape, config))
+               for _, content, styles in stage_shapes(shape, config) for style in styles)
 
 
 def _largest(fits: Callable[[float], bool], low: float, high: float, *, integer: bool) -> float | None:

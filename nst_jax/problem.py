@@ -46,31 +46,52 @@ def content_shape(shape: Sequence[int], image_size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def style_shape(content: tuple[int, int], style_scale: float) -> tuple[int, int]:
-    """(height, width) the style images are resized to: the content's times ``style_scale``."""
-    return max(1, round(content[0] * style_scale)), max(1, round(content[1] * style_scale))
+def style_side(content: tuple[int, int], style_scale: float) -> int:
+    """The longest side of the style images beside a content of (height, width) ``content``: the content's longest
+    side times ``style_scale``."""
+    return max(1, round(max(content) * style_scale))
 
 
-def stage_shapes(shape: Sequence[int], config: StyleConfig) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
-    """(size, content shape, style shape) at each size a run of a content image of ``shape`` optimizes at."""
+def style_shape(style: Sequence[int], content: tuple[int, int], style_scale: float) -> tuple[int, int]:
+    """(height, width) a style image of original ``style`` (height, width, ...) is resized to beside a content of
+    (height, width) ``content``: its own aspect ratio, its longest side ``style_side``, as jcjohnson/neural-style and
+    neural-style-pt size it (a Gram matrix is a mean over positions: it does not care about the style's shape, and
+    stretching a painting to the photo's shape would stretch its strokes)."""
+    return content_shape(style, style_side(content, style_scale))
+
+
+Shapes = tuple[tuple[int, int], ...]
+
+
+def stage_shapes(shape: Sequence[int], config: StyleConfig, styles: Sequence[Sequence[int]] | None = None,
+                 ) -> list[tuple[int, tuple[int, int], Shapes]]:
+    """(size, content shape, style shapes) at each size a run of a content image of original ``shape`` optimizes at,
+    for style images of original ``styles`` shapes (None: one square style image, the largest area a style of that
+    longest side can have, for estimates made before the styles are known)."""
     stages = []
     for size in config.scales or (config.image_size,):
         content = content_shape(shape, size)
-        stages.append((size, content, style_shape(content, config.style_scale)))
+        side = style_side(content, config.style_scale)
+        sized = ((side, side),) if styles is None else tuple(style_shape(style, content, config.style_scale)
+                                                             for style in styles)
+        stages.append((size, content, sized))
     return stages
 
 
 def check_shapes(
-    shape: Sequence[int], config: StyleConfig, *, styles: int = 1, parts: Sequence[str] = ("content", "style")
+    shape: Sequence[int], config: StyleConfig, *, styles: Sequence[Sequence[int]] = (),
+    parts: Sequence[str] = ("content", "style"),
 ) -> None:
-    """``ConfigError`` naming the fix if, at any size of the run, the content (of original ``shape``) or the
-    ``styles`` style images would be smaller than the deepest layer needs; ``parts`` selects which to check."""
-    for size, content, style in stage_shapes(shape, config):
+    """``ConfigError`` naming the fix if, at any size of the run, the content (of original ``shape``) or a style
+    image (of original ``styles`` shapes) would be smaller than the deepest layer needs; ``parts`` selects which to
+    check."""
+    for size, content, sized in stage_shapes(shape, config, styles):
         at = f"{field('image_size')} {size}" if config.scales is None else f"the {field('scales')} entry {size}"
         if "content" in parts:
             _check_content(shape, content, at, config)
         if "style" in parts:
-            _check_style(content, style, at, config, styles)
+            for index, (original, style) in enumerate(zip(styles, sized), start=1):
+                _check_style(original, content, style, at, config, index if len(styles) > 1 else None)
 
 
 def _deepest(layers: Sequence[str]) -> str:
@@ -95,18 +116,21 @@ def _check_content(shape: Sequence[int], content: tuple[int, int], at: str, conf
     )
 
 
-def _check_style(content: tuple[int, int], style: tuple[int, int], at: str, config: StyleConfig, styles: int) -> None:
-    """``ConfigError`` if the style images, resized to (height, width) ``style``, are too small for the style
-    layers."""
+def _check_style(original: Sequence[int], content: tuple[int, int], style: tuple[int, int], at: str,
+                 config: StyleConfig, index: int | None) -> None:
+    """``ConfigError`` if a style image of ``original`` shape, resized to (height, width) ``style``, is too small for
+    the style layers (``index``: which of several style images it is)."""
     smallest = min_input_size(config.style_layers)
     if min(style) >= smallest:
         return
-    fix = math.ceil((smallest - 0.5) / min(content) * 1000) / 1000  # round(side * scale) >= smallest
-    what = "style image 1 is" if styles == 1 else f"the {styles} style images are"
+    fix = math.ceil(smallest * max(original[:2]) / min(original[:2]) / max(content) * 1000) / 1000
+    while fix > 0.001 and min(style_shape(original, content, fix - 0.001)) >= smallest:  # rounding
+        fix = round(fix - 0.001, 3)
+    what = "the style image" if index is None else f"style image {index}"
     raise ConfigError(
-        f"{what} {style[0]}x{style[1]} pixels at {at} (the content's size times {field('style_scale')} "
-        f"{config.style_scale:g}); layers up to {_deepest(config.style_layers)} need at least {smallest} pixels on "
-        f"each side: raise {field('style_scale')} to at least {fix:g}"
+        f"{what} is {style[0]}x{style[1]} pixels at {at} (its longest side the content's times "
+        f"{field('style_scale')} {config.style_scale:g}); layers up to {_deepest(config.style_layers)} need at least "
+        f"{smallest} pixels on each side: raise {field('style_scale')} to at least {fix:g}"
     )
 
 
@@ -121,20 +145,20 @@ def as_list(style: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
 def prepare_images(
     content: ImageSource, style: ImageSource | Sequence[ImageSource], config: StyleConfig, *, size: int | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Content resized to ``size`` (default ``image_size``; longest side); each style image to the content size
-    times ``style_scale``. ``ConfigError`` (a ``ValueError``) if either is too small for the layers, before any
-    resizing; ``ImageError`` (also one) if an image cannot be read."""
-    styles = as_list(style)
+    """Content resized to ``size`` (default ``image_size``; longest side); each style image, its aspect kept, to the
+    content's longest side times ``style_scale`` (``style_shape``). ``ConfigError`` (a ``ValueError``) if one is too
+    small for the layers, before any resizing; ``ImageError`` (also one) if an image cannot be read."""
+    styles = [image_io.load_image(s) for s in as_list(style)]
     if not styles:
         raise ValueError("at least one style image is needed")
     content_image = image_io.load_image(content)
     size = config.image_size if size is None else size
     one_size = config.replace(image_size=size, scales=None, scale_iterations=None)
-    check_shapes(content_image.shape, one_size, styles=len(styles))
+    check_shapes(content_image.shape, one_size, styles=[image.shape for image in styles])
     height, width = content_shape(content_image.shape, size)
     content_image = image_io.resize_image(content_image, height, width)
-    style_height, style_width = style_shape((height, width), config.style_scale)
-    return content_image, [image_io.resize_image(image_io.load_image(s), style_height, style_width) for s in styles]
+    return content_image, [image_io.resize_image(image, *style_shape(image.shape, (height, width), config.style_scale))
+                           for image in styles]
 
 
 def color_inputs(

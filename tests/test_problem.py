@@ -16,7 +16,16 @@ from nst_jax.config import ConfigError
 from nst_jax.image_io import resize_image
 from nst_jax.losses import LossSpec
 from nst_jax.optimize import SolverSpec, compile_solver
-from nst_jax.problem import BLACK_MASK, check_shapes, content_shape, region_masks, resolve_vgg, source_masks
+from nst_jax.problem import (
+    BLACK_MASK,
+    check_shapes,
+    content_shape,
+    prepare_images,
+    region_masks,
+    resolve_vgg,
+    source_masks,
+    style_shape,
+)
 
 # Shallow layers and tiny images: what is counted is compilations, not their cost.
 TINY = StyleConfig(image_size=24, iterations=2, chunk_size=2, optimizer="adam", content_layers=("relu2_1",),
@@ -44,8 +53,11 @@ def test_size_hints_name_what_can_help():
     message = str(thin.value)
     assert message.endswith("raise image_size to at least 155") and "style_scale" not in message
     check_shapes((10, 100), config.replace(image_size=155))
-    with pytest.raises(ConfigError, match=r"style image 1 is 13x13 pixels .* raise style_scale to at least 0\.243"):
-        check_shapes((64, 64), config.replace(style_scale=0.2))
+    with pytest.raises(ConfigError, match=r"the style image is 13x13 pixels .* raise style_scale to at least 0\.243"):
+        check_shapes((64, 64), config.replace(style_scale=0.2), styles=[(64, 64)])
+    # A style keeps its aspect: a 9:40 painting's short side is 9/40 of the output's longest side.
+    with pytest.raises(ConfigError, match=r"style image 2 is 14x64 pixels .* raise style_scale to at least 1\.071"):
+        check_shapes((64, 64), config, styles=[(64, 64), (90, 400)])
     with pytest.raises(ConfigError, match="at the scales entry 8; .* make every entry of scales at least 16"):
         check_shapes((64, 64), config.replace(scales=(8, 64)))
 
@@ -127,3 +139,16 @@ def test_a_faint_or_small_region_is_kept():
     small[10:12, 10:12] = 1.0
     regions = region_masks([faint, small], 2, (24, 32))
     assert regions.shape == (2, 24, 32) and regions[0].max() >= BLACK_MASK and regions[1].max() > 0.5
+
+
+def test_style_images_keep_their_aspect_ratio():
+    """Each style image is resized so that its longest side is the output's (times style_scale), its aspect kept, as
+    jcjohnson/neural-style and neural-style-pt do: Starry Night (1.6:1) beside a 4:3 photo stays 1.6:1 instead of
+    having its strokes stretched to the photo's shape; a tall painting stays tall."""
+    assert style_shape((460, 730), (96, 128), 1.0) == (81, 128)
+    assert style_shape((1000, 790), (96, 128), 1.0) == (128, 101)
+    assert style_shape((1000, 790), (96, 128), 0.5) == (64, 51)
+    config = StyleConfig(image_size=64, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    content, styles = prepare_images(np.zeros((48, 64, 3), np.float32),
+                                     [np.zeros((20, 80, 3), np.float32), np.zeros((90, 30, 3), np.float32)], config)
+    assert content.shape == (48, 64, 3) and [style.shape for style in styles] == [(16, 64, 3), (64, 21, 3)]

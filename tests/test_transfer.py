@@ -107,7 +107,7 @@ def test_accepts_paths_pil_and_arrays_and_sizes_styles(tmp_path, vgg_weights, co
     config = SMALL.replace(image_size=40, style_scale=1.5, iterations=2, chunk_size=2)
     content_image, styles = prepare_images(str(content_path), [pil_style, style], config)
     assert content_image.shape == (30, 40, 3)
-    assert [s.shape for s in styles] == [(45, 60, 3)] * 2
+    assert [s.shape for s in styles] == [(60, 60, 3)] * 2  # square styles: longest side 1.5 x 40, aspect kept
     result = stylize(content_path, [pil_style, style], vgg=vgg_weights,
                      config=config.replace(style_blend_weights=(2.0, 1.0)))
     assert result.image.shape == (30, 40, 3)

@@ -108,9 +108,9 @@ def check_run(args: argparse.Namespace) -> CheckedRun:
     check_memory(args, config, shape, device, what="one member of " if lists else "", single=not lists)
     content, styles = load_inputs(args, config)
     masks, sources = load_masks(args)
-    for _, content_at, style_at in stage_shapes(shape, config):
+    for _, content_at, styles_at in stage_shapes(shape, config, [style.shape for style in styles]):
         _check_region_masks(masks, args.style_masks, content_at)
-        _check_source_masks(sources, args.style_source_masks, style_at)
+        _check_source_masks(sources, args.style_source_masks, styles_at)
     check_weights(args)
     return CheckedRun(config, lists, device, styles, sources, content, shape, masks)
 
@@ -267,7 +267,7 @@ def checked_shape(args: argparse.Namespace, config: StyleConfig) -> tuple[int, i
     enough at every size of the run (``UsageError`` naming the option to change)."""
     try:
         shape = image_io.image_size(args.content)
-        check_shapes(shape, config, styles=len(args.styles))
+        check_shapes(shape, config, styles=[image_io.image_size(style) for style in args.styles])
     except ValueError as error:  # ConfigError and image_io.ImageError are ValueErrors
         raise UsageError(user_message(error)) from None
     return shape
@@ -313,13 +313,15 @@ def _check_region_masks(masks: Sequence[np.ndarray] | None, names: Sequence[str]
 
 
 def _check_source_masks(sources: Sequence[np.ndarray | None] | None, names: Sequence[str] | None,
-                        shape: Sequence[int] | None) -> None:
-    """``UsageError`` for a --style-source-masks image that selects nothing at ``shape`` (None: its own)."""
+                        shapes: Sequence[Sequence[int]] | None) -> None:
+    """``UsageError`` for a --style-source-masks image that selects nothing at its style image's (height, width) in
+    ``shapes`` (None: at its own)."""
     for index, (mask, name) in enumerate(zip(sources or [], names or []), start=1):
         if mask is None:
             continue
         try:
-            checked_mask(mask, shape or mask.shape, f"--style-source-masks image {index} '{name}'",
+            at = shapes[index - 1] if shapes is not None else mask.shape
+            checked_mask(mask, at, f"--style-source-masks image {index} '{name}'",
                          f"it selects no part of style image {index}")
         except ValueError as error:
             raise UsageError(str(error)) from None
@@ -403,7 +405,8 @@ def _check_batch(args: argparse.Namespace, config: StyleConfig) -> CheckedRun:
     _check_region_masks(masks, args.style_masks, None)  # at their own size here; at each content's below
     _check_source_masks(sources, args.style_source_masks, None)
     todo, finished, foreign = split_finished(contents, outputs, args.overwrite)
-    problems = content_problems(args, [content for content in todo if content not in foreign], config, len(styles),
+    problems = content_problems(args, [content for content in todo if content not in foreign], config,
+                                [style.shape for style in styles],
                                 masks=masks, sources=sources)
     batch = BatchContents(
         contents=list(contents), outputs=dict(zip(contents, outputs)),
@@ -416,12 +419,12 @@ def _check_batch(args: argparse.Namespace, config: StyleConfig) -> CheckedRun:
 
 
 def content_problems(
-    args: argparse.Namespace, contents: Sequence[Path], config: StyleConfig, styles: int, *,
+    args: argparse.Namespace, contents: Sequence[Path], config: StyleConfig, styles: Sequence[Sequence[int]], *,
     masks: Sequence[np.ndarray] | None = None, sources: Sequence[np.ndarray | None] | None = None,
 ) -> dict[Path, str]:
     """The contents of ``--batch`` that cannot run, with the reason in the options' names: unreadable, too small (or
-    their ``styles`` style images) at their size, a run too large for memory, or a mask that selects nothing at
-    their size: their own (``{stem}``, read here) or the shared ``masks`` and ``sources``, decoded."""
+    the style images, of original ``styles`` shapes) at their size, a run too large for memory, or a mask that selects
+    nothing at their size: their own (``{stem}``, read here) or the shared ``masks`` and ``sources``, decoded."""
     problems: dict[Path, str] = {}
     own = args.style_masks is not None and any(STEM in name for name in args.style_masks)
     for content in contents:
@@ -434,9 +437,9 @@ def content_problems(
             for index, mask in enumerate(regions or [], start=1):
                 checked_mask(mask, content_at, f"style mask {index}" + (f" '{mask}'" if own else ""),
                              "its style would apply nowhere")
-            for index, mask in enumerate(sources or [], start=1):
+            for index, (mask, style) in enumerate(zip(sources or [], styles), start=1):
                 if mask is not None:
-                    checked_mask(mask, style_shape(content_at, config.style_scale), f"style source mask {index}",
+                    checked_mask(mask, style_shape(style, content_at, config.style_scale), f"style source mask {index}",
                                  f"it selects no part of style image {index}")
         except ValueError as error:  # image_io.ImageError and ConfigError
             problems[content] = user_message(error)
