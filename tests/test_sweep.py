@@ -11,10 +11,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from agreement import STRICT, Spread, assert_agree, assert_strict_somewhere, run_with_spread, spread
 from conftest import random_images
 from nst_jax import StyleConfig, memory, stylize
 from nst_jax.color import rgb_to_yiq
-from nst_jax.image_io import save_image
+from nst_jax.image_io import load_image, save_image
 from nst_jax.memory import device_bytes, plan_batch
 from nst_jax.problem import prepare_images
 from nst_jax.sweep import stylize_batch, stylize_sweep
@@ -22,19 +23,9 @@ from nst_jax.sweep import stylize_batch, stylize_sweep
 CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4)
 ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
 STYLE_WEIGHTS = [1e4, 1e6, 1e8]
-ADAM_STYLE_WEIGHTS = [1e5, 1e6, 1e8]
-# A batched member equals its single run up to float32 rounding (batched convolutions and dots sum in another order,
-# ~1e-7 relative), carried through the optimizer as far as the run itself amplifies it. Measured on AVX-512 and
-# AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), 8 iterations, the members below: pixels <= 1.4e-6 apart with L-BFGS (zoom),
-# <= 1.4e-5 with Adam, losses <= 5e-6 relative; a single run whose start is perturbed by 1e-7 moves by <= 2.3e-6
-# (L-BFGS) and <= 1.6e-6 (Adam). Hence 1e-4: 7x the worst measured.
-# Not every member is well conditioned: Adam at beta = 1e4 is not (its own start perturbed by 1e-7 moves its image by
-# 6e-3 after 8 steps, no batching involved: where a pixel's gradient crosses zero Adam's normalized step jumps by up
-# to the learning rate), so the Adam sweeps compare members whose runs are (ADAM_STYLE_WEIGHTS). L-BFGS keeps beta =
-# 1e4: its zoom search once amplified rounding 3e4-fold there (pixels 4.3e-2 apart, the cubic through two nearly equal
-# slopes; nst_jax.lbfgs now takes the secant there), which this test guards against.
-IMAGE_ATOL = {"adam": 1e-4, "lbfgs": 1e-4}
-LOSS_RTOL = {"adam": 1e-4, "lbfgs": 1e-4}
+# A batched member equals its single run as closely as the run itself allows (tests/agreement.py). L-BFGS's member
+# beta = 1e4 is the one whose zoom search once amplified rounding 3e4-fold on every CPU (pixels 4.3e-2 apart: the
+# cubic through two nearly equal slopes; nst_jax.lbfgs takes the secant there): now it agrees at the floor.
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +33,42 @@ def images() -> tuple[np.ndarray, np.ndarray]:
     return random_images((48, 64, 3), seed=21), random_images((40, 40, 3), seed=22)
 
 
-def assert_same_result(batched, single) -> None:
-    np.testing.assert_allclose(batched.image, single.image, atol=IMAGE_ATOL[single.config.optimizer])
-    rtol = LOSS_RTOL[single.config.optimizer]
-    np.testing.assert_allclose(batched.final_losses.total, single.final_losses.total, rtol=rtol)
-    np.testing.assert_allclose(batched.losses.total, single.losses.total, rtol=rtol)
+@pytest.fixture(scope="module")
+def singles(vgg_weights, images) -> dict[tuple[str, float], tuple[object, Spread]]:
+    """Each member's single run and its spread, by (optimizer, style weight)."""
+    content, style = images
+    found = {}
+    for config in (CONFIG, ADAM):
+        for weight in STYLE_WEIGHTS:
+            member = config.replace(style_weight=weight)
+            run = lambda image, member=member: stylize(image, style, vgg=vgg_weights, config=member)  # noqa: E731
+            single = run(content)
+            found[config.optimizer, weight] = single, spread(run, content, single)
+    return found
+
+
+def assert_same_result(batched, single, run_spread: Spread, what: str = "") -> None:
+    assert_agree(batched, single, run_spread, what)
 
 
 @pytest.fixture(scope="module")
 def adam_sweep(vgg_weights, images):
     """The Adam sweep over STYLE_WEIGHTS, shared by the tests that compare against it."""
-    return stylize_sweep(*images, style_weights=ADAM_STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights)
+    return stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, optimizer):
-    config, weights = (CONFIG, STYLE_WEIGHTS) if optimizer == "lbfgs" else (ADAM, ADAM_STYLE_WEIGHTS)
-    results = (stylize_sweep(*images, style_weights=weights, config=config, vgg=vgg_weights)
+def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, singles, optimizer):
+    results = (stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=CONFIG, vgg=vgg_weights)
                if optimizer == "lbfgs" else adam_sweep)
-    assert [r.config.style_weight for r in results] == weights
-    for weight, result in zip(weights, results):
+    assert [r.config.style_weight for r in results] == STYLE_WEIGHTS
+    for weight, result in zip(STYLE_WEIGHTS, results):
         assert result.status == "completed"
-        assert_same_result(result, stylize(*images, vgg=vgg_weights, config=config.replace(style_weight=weight)))
+        assert_same_result(result, *singles[optimizer, weight], f"beta {weight:g}")
+    assert_strict_somewhere([singles[optimizer, weight][1] for weight in STYLE_WEIGHTS], optimizer)
+    if optimizer == "lbfgs":  # the member the cubic once broke
+        assert singles["lbfgs", 1e4][1].image <= STRICT
 
 
 @pytest.mark.slow
@@ -78,15 +82,15 @@ def test_early_converging_member_does_not_change_the_others(vgg_weights, images)
     assert float(mixed[1].final_losses.total) == 0.0
 
 
-def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, monkeypatch):
+def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, singles, monkeypatch):
     per_image = device_bytes(24, 32, ADAM)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda device: int(1.5 * per_image))
     plans = []
-    split = stylize_sweep(*images, style_weights=ADAM_STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights,
+    split = stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights,
                           on_plan=plans.append)
     assert plans[0].per_run == 1 and plans[0].runs == 3 and "split into 3 runs" in plans[0].describe()
-    for a, b in zip(adam_sweep, split):
-        np.testing.assert_allclose(a.image, b.image, atol=IMAGE_ATOL["adam"])
+    for weight, a, b in zip(STYLE_WEIGHTS, adam_sweep, split):
+        assert_agree(b, a, singles["adam", weight][1], f"beta {weight:g}")
 
 
 def test_memory_estimate_grows_with_size_and_depth():
@@ -122,8 +126,9 @@ def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images)
     assert items[2].result is None and "broken.png" in items[2].error
     assert [p.size for p in plans] == [2, 1]  # two 24x32 images in one batch, the 32x24 one alone
     assert len(done) == 4
-    single = stylize(paths[1], style, vgg=vgg_weights, config=CONFIG)  # L-BFGS, as the batch ran
-    assert_same_result(items[1].result, single)
+    single, run_spread = run_with_spread(lambda image: stylize(image, style, vgg=vgg_weights, config=CONFIG),
+                                         load_image(paths[1]))  # L-BFGS, as the batch ran
+    assert_same_result(items[1].result, single, run_spread)
     assert items[3].result.image.shape == (32, 24, 3)
 
 
@@ -132,7 +137,9 @@ def test_sweep_keeps_the_content_colours_like_single_runs(vgg_weights, images):
     results = stylize_sweep(*images, style_weights=[1e4, 1e8], config=config, vgg=vgg_weights)
     content_image, _ = prepare_images(images[0], images[1], config)
     for weight, result in zip([1e4, 1e8], results):
-        assert_same_result(result, stylize(*images, vgg=vgg_weights, config=config.replace(style_weight=weight)))
+        member = config.replace(style_weight=weight)
+        assert_same_result(result, *run_with_spread(
+            lambda image, member=member: stylize(image, images[1], vgg=vgg_weights, config=member), images[0]))
         inside = np.all((result.image > 0.0) & (result.image < 1.0), axis=-1)
         np.testing.assert_allclose(rgb_to_yiq(result.image)[inside][:, 1:], rgb_to_yiq(content_image)[inside][:, 1:],
                                    atol=1e-5)
@@ -146,7 +153,8 @@ def test_batch_recolours_the_style_for_each_content(tmp_path, vgg_weights, image
     config = ADAM.replace(preserve_color="histogram")
     items = stylize_batch(paths, style, config=config, vgg=vgg_weights)
     for path, item in zip(paths, items):
-        assert_same_result(item.result, stylize(path, style, vgg=vgg_weights, config=config))
+        assert_same_result(item.result, *run_with_spread(
+            lambda image: stylize(image, style, vgg=vgg_weights, config=config), load_image(path)))
 
 
 def test_batched_runs_refuse_coarse_to_fine(vgg_weights, images):
@@ -186,7 +194,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam_sweep):
+def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam_sweep, singles):
     content, style = images
     np.savez(tmp_path / "inputs.npz", content=content, style=style)
     config = ADAM.to_dict()
@@ -194,15 +202,16 @@ def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam
     out = tmp_path / "images.npy"
     completed = subprocess.run(
         [sys.executable, "-c", SHARDED_SCRIPT, str(weights_file), str(tmp_path / "inputs.npz"),
-         json.dumps(config), str(out), json.dumps(ADAM_STYLE_WEIGHTS)],
+         json.dumps(config), str(out), json.dumps(STYLE_WEIGHTS)],
         capture_output=True, text=True, timeout=600, env=environment,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["devices"] == 4 and report["device_set"] == 4
     assert report["shards"] == [[1, 24, 32, 3]] * 4  # 3 members padded to 4, one per device
-    np.testing.assert_allclose(np.clip(np.load(out), 0, 1), np.stack([r.image for r in adam_sweep]),
-                               atol=IMAGE_ATOL["adam"])
+    for weight, image, reference in zip(STYLE_WEIGHTS, np.clip(np.load(out), 0, 1), adam_sweep):
+        difference = float(np.max(np.abs(image - reference.image)))
+        assert difference <= singles["adam", weight][1].image_tolerance, (weight, difference)
 
 
 def test_sweep_and_batch_are_public_api():
@@ -222,13 +231,19 @@ def test_masks_follow_sweeps_and_each_batch_content(vgg_weights, images):
     left[:, :32] = 1
     styles, masks = [style, style[::-1, ::-1]], [left, 1 - left]
     sweep = stylize_sweep(content, styles, style_weights=[1e4, 1e6], config=config, vgg=vgg_weights, style_masks=masks)
-    assert_same_result(sweep[1], stylize(content, styles, vgg=vgg_weights, config=config.replace(style_weight=1e6),
-                                         style_masks=masks))
+
+    def single(image, masks, member=config):
+        return stylize(image, styles, vgg=vgg_weights, config=member, style_masks=masks)
+
+    assert_same_result(sweep[1], *run_with_spread(lambda image: single(image, masks, config.replace(style_weight=1e6)),
+                                                  content))
     own = stylize_batch([content, other], styles, config=config, vgg=vgg_weights, style_masks=[masks, masks[::-1]])
     shared = stylize_batch([content, other], styles, config=config, vgg=vgg_weights, style_masks=masks)
-    assert_same_result(own[1].result, stylize(other, styles, vgg=vgg_weights, config=config, style_masks=masks[::-1]))
-    assert_same_result(shared[1].result, stylize(other, styles, vgg=vgg_weights, config=config, style_masks=masks))
-    assert_same_result(own[0].result, shared[0].result)
+    assert_same_result(own[1].result, *run_with_spread(lambda image: single(image, masks[::-1]), other))
+    first, first_spread = run_with_spread(lambda image: single(image, masks), content)
+    assert_same_result(shared[1].result, *run_with_spread(lambda image: single(image, masks), other))
+    assert_same_result(own[0].result, first, first_spread)
+    assert_same_result(shared[0].result, first, first_spread)
     assert np.abs(own[1].result.image - shared[1].result.image).max() > 1e-2  # the swapped masks changed it
 
 
