@@ -104,37 +104,31 @@ def _check_form(form: str) -> None:
 
 
 def gram_matrix(features: torch.Tensor, *, form: str = "normalized") -> torch.Tensor:
-    """Gram matrix (C, C) of (1, C, H, W) features; divided by C * H * W in the normalized form."""
+    """Gram matrix (C, C) of (1, C, H, W) features: divided by C * H * W (normalized) or H * W (paper, as the paper's
+    authors computed it)."""
     _check_form(form)
     _, channels, height, width = features.shape
     flat = features.reshape(channels, height * width)
     gram = flat @ flat.T
-    return gram / (channels * height * width) if form == "normalized" else gram
+    return gram / (channels * height * width) if form == "normalized" else gram / (height * width)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor, *, form: str = "normalized") -> torch.Tensor:
-    """Squared distance between features and target features: 1/2 sum (paper) or mean (normalized)."""
+    """Mean squared distance between features and target features (both forms)."""
     _check_form(form)
-    squared = torch.square(features - target)
-    return 0.5 * torch.sum(squared) if form == "paper" else torch.mean(squared)
+    return torch.mean(torch.square(features - target))
 
 
 def style_layer_loss(features: torch.Tensor, target_gram: torch.Tensor, *, form: str = "normalized") -> torch.Tensor:
-    """E_l: distance between the Gram matrix of (1, C, H, W) features and a target Gram matrix."""
-    squared = torch.square(gram_matrix(features, form=form) - target_gram)
-    if form == "normalized":
-        return torch.mean(squared)
-    _, channels, height, width = features.shape
-    return torch.sum(squared) / (4.0 * channels**2 * (height * width) ** 2)
+    """E_l: mean squared difference of the Gram matrix of (1, C, H, W) features and a target Gram matrix."""
+    return torch.mean(torch.square(gram_matrix(features, form=form) - target_gram))
 
 
 def total_variation_loss(image: torch.Tensor, *, form: str = "normalized") -> torch.Tensor:
-    """Squared differences between neighbouring pixels of a (1, 3, H, W) image: sum (paper) or means."""
+    """Mean squared differences between vertically and horizontally neighbouring pixels of a (1, 3, H, W) image."""
     _check_form(form)
     vertical = torch.square(image[:, :, 1:, :] - image[:, :, :-1, :])
     horizontal = torch.square(image[:, :, :, 1:] - image[:, :, :, :-1])
-    if form == "paper":
-        return torch.sum(vertical) + torch.sum(horizontal)
     return torch.mean(vertical) + torch.mean(horizontal)
 
 

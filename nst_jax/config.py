@@ -24,14 +24,16 @@ from nst_jax.vgg import DEFAULT_POOLING, DEFAULT_PRECISION, POOLINGS, PRECISIONS
 
 SHARDS = ("auto", "batch", "spatial", "none")
 
-INITS: tuple[str, ...] = ("noise", "content", "style")
+INITS: tuple[str, ...] = ("content", "noise", "flat", "style")
 PRESERVE_COLORS: tuple[str, ...] = ("luminance", "histogram")
 
-# The paper's alpha/beta = 1e-3 (paper form) in the normalized form, for the default layers at 512x341 px: a paper
-# content term is N M / 2 = 512 * 64 * 42 / 2 = 688128 normalized ones (relu4_2), a paper style term N_l^2 / 4
-# normalized ones: 1024 ... 65536 over relu1_1 ... relu5_1, 30515 on average. So alpha = 1 goes with
-# beta = 1e3 * 30515 / 688128 = 44 (exact for the mean over layers, not for each layer).
-MEAN_NORMALIZED_STYLE_WEIGHT = 44.0
+# The paper's alpha/beta = 1e-3 (paper form, as its authors computed it: nst_jax.losses) in the normalized form: a
+# paper style term E_l is N_l^2 normalized ones (its Gram matrix is divided by M_l, not N_l M_l), the content terms
+# are the same. With the default style layers (N_l = 64, 128, 256, 512, 512, weighted 1/5 each) alpha = 1 goes with
+# beta = 1e3 * mean(N_l^2) = 1.22e8: exact for the layers' weighted sum, not layer by layer (the paper form weighs the
+# deep layers more). The 44 this replaced carried 1e-3 over through the paper's printed equations (content 1/2 sum,
+# style 1/4), which its authors' code does not use; with it the mean-normalized network gave the photo (issue 27).
+MEAN_NORMALIZED_STYLE_WEIGHT = 1e3 * sum(channels**2 for channels in (64, 128, 256, 512, 512)) / 5
 
 # Default (content, style) weights per network convention (``WeightsInfo.convention``) and loss form. Activations
 # differ in scale between conventions (Caffe's inputs are ~60x torchvision's, its features accordingly), and the
@@ -40,8 +42,9 @@ MEAN_NORMALIZED_STYLE_WEIGHT = 44.0
 # - caffe, normalized form: content 5, style 100 on each of the five style layers (ours sums layers with weights
 #   summing to one: beta = 500), jcjohnson/neural-style's and neural-style-pt's defaults with the same loss terms;
 # - mean-normalized (the paper's network, ``convert_weights --normalize-on``), paper form: alpha/beta = 1e-3, the
-#   paper's figures; its normalized-form pair is that ratio carried over at 512 px (README, "Which weights").
-# - the paper form with torchvision's or Caffe's raw weights keeps the paper's ratio 1e-3 (nothing better is known).
+#   paper's figures and its authors' code; its normalized-form pair is that ratio carried over (above).
+# - the paper form with torchvision's or Caffe's raw weights keeps the paper's ratio 1e-3: measured, each stylizes
+#   there too (judge 0.15 and 0.19 at 128 px from the content; benchmarks/RESULTS.md, "The look").
 DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
     "torchvision": {"normalized": (1.0, 1e6), "paper": (1.0, 1e3)},
     "caffe": {"normalized": (5.0, 500.0), "paper": (1.0, 1e3)},
@@ -179,9 +182,11 @@ class StyleConfig:
     loss_form: str = option(DEFAULT_FORM, "normalized (weights mean the same at every image size) or paper (its "
                             "equations exactly)", choices=LOSS_FORMS)
     pooling: str = option(DEFAULT_POOLING, "VGG pooling: avg (the paper's) or max", choices=POOLINGS)
-    init: str = option("noise", "starting image: noise (seeded white noise, the paper's), content, style, or an "
-                       "image file", metavar="INIT")
-    seed: int = option(0, f"seed of the noise init, 0 to {SEED_LIMIT - 1}", metavar="N")
+    init: str = option("content", "starting image: content (measured the most stylized, and the most of the photo "
+                       "kept, with every network: benchmarks/RESULTS.md), noise (seeded white noise on [0, 1], the "
+                       "paper's; Caffe-convention networks leave it as speckle), flat (jcjohnson/neural-style's: the "
+                       "ImageNet mean colour), style, or an image file", metavar="INIT")
+    seed: int = option(0, f"seed of the noise and flat inits, 0 to {SEED_LIMIT - 1}", metavar="N")
     chunk_size: int = option(CHUNK_SIZE, "iterations per compiled call (progress is reported between calls)",
                              metavar="N")
     progress_seconds: float | None = option(
@@ -291,7 +296,7 @@ class StyleConfig:
             set_("init", os.fspath(self.init))
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError(
-                f"{field('init')} must be 'noise', 'content', 'style' or an image path, got {self.init!r}"
+                f"{field('init')} must be {', '.join(repr(init) for init in INITS)} or an image path, got {self.init!r}"
             )
         if self.preserve_color is not None and self.preserve_color not in PRESERVE_COLORS:
             raise ConfigError(

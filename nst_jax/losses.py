@@ -1,25 +1,29 @@
 """Pure, jittable losses of Gatys et al. (2016): content, style (Gram matrices), total variation.
 
-Two formulations are offered; both are exact functions of the features, they differ only in scale:
+Two formulations are offered; both are exact functions of the features, they differ only in how each style layer's
+Gram matrix is scaled, and both are means, so a weight means the same at every image size:
 
-``"paper"`` -- the equations of the paper, term for term:
-    content  L_c = 1/2 * sum_ij (F_ij - P_ij)^2
-    Gram     G_ij = sum_k F_ik F_jk
-    style    E_l = sum_ij (G_ij - A_ij)^2 / (4 N_l^2 M_l^2),   L_s = sum_l w_l E_l
-    TV       sum of squared differences of neighbouring pixels
-    total    alpha * L_c + beta * L_s + tv * L_tv
-with N_l channels and M_l = height * width positions at layer l. E_l is already independent of image size,
-but L_c grows with N_l * M_l, so a given alpha/beta means something different at 128 px and at 1024 px.
-
-``"normalized"`` (the default) -- every term is a mean, so weights mean the same at any image size:
+``"normalized"`` (the default) -- the scaling of jcjohnson/neural-style, neural-style-pt and PyTorch's tutorial:
     content  L_c = mean_ij (F_ij - P_ij)^2
     Gram     G_ij = sum_k F_ik F_jk / (N_l M_l)
     style    E_l = mean_ij (G_ij - A_ij)^2,                   L_s = sum_l w_l E_l
     TV       mean squared difference of neighbouring pixels (horizontal mean + vertical mean)
-This is the scaling of PyTorch's neural-style tutorial, which gives balanced results with torchvision's
-VGG19 (inputs in [0, 1] with ImageNet normalization, whose activations are far smaller than the Caffe VGG19
-the paper used on 0-255 inputs) at alpha = 1, beta = 1e6. The two forms are related per layer by
-    paper E_l = N_l^2 / 4 * normalized E_l,      paper L_c = N_l M_l / 2 * normalized L_c.
+    total    alpha * L_c + beta * L_s + tv * L_tv
+with N_l channels and M_l = height * width positions at layer l.
+
+``"paper"`` -- the paper's terms as its authors computed them for its figures (leongatys/NeuralImageSynthesis:
+``LossLayers.lua`` takes ``nn.MSECriterion`` means, its ``GramMSE`` divides G by M_l only, and its notebook weights the
+normalized VGG19's content 1e6 against style 1e9, the paper's alpha/beta = 1e-3):
+    content  L_c = mean_ij (F_ij - P_ij)^2
+    Gram     G_ij = sum_k F_ik F_jk / M_l
+    style    E_l = mean_ij (G_ij - A_ij)^2 = N_l^2 * normalized E_l
+    TV       as above (the paper has none)
+The paper prints L_c = 1/2 sum (F - P)^2 and E_l = sum (G - A)^2 / (4 N_l^2 M_l^2): the same terms up to constants per
+layer, N_l M_l / 2 and 4, but those constants make a ratio mean something else. With the printed ones, alpha/beta =
+1e-3 weights the content of the paper's mean-normalized network about N M / 8 times (43 000 times at 512 px) more
+than the authors' code did, and the result is the photo (measured on a trained VGG16, issue 27); with these it is the
+paper's figures. Deeper layers weigh N_l^2 times more than in the normalized form: where every channel's mean
+activation is one, the normalized form's Gram matrices shrink as 1 / N_l and its deep layers would barely count.
 
 Spatial control (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer", sec. 4): with style
 regions, R guidance channels m_r (one per style image, ``layer_masks`` at each layer), the style term compares
@@ -64,48 +68,48 @@ def _check_form(form: str) -> None:
 
 
 def gram_matrix(features: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> jax.Array:
-    """Gram matrix (C, C) of (H, W, C) features; divided by C * H * W in the normalized form."""
+    """Gram matrix (C, C) of (H, W, C) features: divided by C * H * W (normalized) or by H * W (paper)."""
     _check_form(form)
     features = jnp.asarray(features)
     if features.ndim != 3:
         raise ValueError(f"gram_matrix expects (H, W, C) features, got shape {features.shape}")
     height, width, channels = features.shape
     gram = gram_sum(features, spread=False)
-    return gram / (channels * height * width) if form == "normalized" else gram
+    return gram / _gram_scale(channels, height * width, form)
+
+
+def _gram_scale(channels: int, positions: int, form: str) -> int:
+    """What a Gram matrix's raw sum over ``positions`` is divided by: N M (normalized) or M (paper)."""
+    return channels * positions if form == "normalized" else positions
 
 
 def content_loss(
     features: jax.typing.ArrayLike, target: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM
 ) -> jax.Array:
-    """Squared distance between features and target features: 1/2 sum (paper) or mean (normalized)."""
+    """Mean squared distance between features and target features (both forms)."""
     _check_form(form)
     features, target = jnp.asarray(features), jnp.asarray(target)
     if features.shape != target.shape:
         raise ValueError(f"content features {features.shape} and target {target.shape} differ in shape")
     squared = jnp.square(features - target)
-    return 0.5 * jnp.sum(squared) if form == "paper" else jnp.mean(squared)
+    return jnp.mean(squared)
 
 
 def style_layer_loss(
     features: jax.typing.ArrayLike, target_gram: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM
 ) -> jax.Array:
     """E_l: distance between the Gram matrix of (H, W, C) features and a target Gram matrix."""
-    gram = gram_matrix(features, form=form)
-    height, width, _ = jnp.shape(features)
-    return gram_loss(gram, target_gram, height * width, form=form)
+    return gram_loss(gram_matrix(features, form=form), target_gram, form=form)
 
 
-def gram_loss(gram: jax.Array, target_gram: jax.typing.ArrayLike, positions: int, *, form: str = DEFAULT_FORM
-              ) -> jax.Array:
-    """E_l from a (C, C) Gram matrix (``gram_matrix``'s, of features at ``positions`` = height * width places)."""
+def gram_loss(gram: jax.Array, target_gram: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> jax.Array:
+    """E_l, the mean squared difference of a (C, C) Gram matrix (``gram_matrix``'s, in the same ``form``) and its
+    target."""
+    _check_form(form)
     target_gram = jnp.asarray(target_gram)
     if gram.shape != target_gram.shape:
         raise ValueError(f"Gram matrix {gram.shape} and target Gram matrix {target_gram.shape} differ in shape")
-    squared = jnp.square(gram - target_gram)
-    if form == "normalized":
-        return jnp.mean(squared)
-    channels = gram.shape[0]
-    return jnp.sum(squared) / (4.0 * channels**2 * positions**2)
+    return jnp.mean(jnp.square(gram - target_gram))
 
 
 def style_loss(
@@ -130,13 +134,12 @@ def _scaled(terms: Sequence[jax.Array], factors: jax.typing.ArrayLike | None) ->
 
 
 def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = DEFAULT_FORM) -> jax.Array:
-    """Squared differences between neighbouring pixels of an (H, W, C) image: sum (paper) or means."""
+    """Mean squared differences between vertically and horizontally neighbouring pixels of an (H, W, C) image, added
+    (both forms)."""
     _check_form(form)
     image = jnp.asarray(image)
     vertical = jnp.square(image[1:, :, :] - image[:-1, :, :])
     horizontal = jnp.square(image[:, 1:, :] - image[:, :-1, :])
-    if form == "paper":
-        return jnp.sum(vertical) + jnp.sum(horizontal)
     return jnp.mean(vertical) + jnp.mean(horizontal)
 
 
@@ -174,7 +177,7 @@ def guided_grams(raw: jax.Array, masks: jax.Array, *, form: str = DEFAULT_FORM) 
     scale, _ = _region_scale(masks)
     positions = masks.shape[1] * masks.shape[2]
     grams = raw * scale[:, None, None]
-    return grams / (raw.shape[-1] * positions) if form == "normalized" else grams
+    return grams / _gram_scale(raw.shape[-1], positions, form)
 
 
 def guided_gram_loss(grams: jax.Array, target_grams: jax.Array, masks: jax.Array, *, form: str = DEFAULT_FORM
@@ -182,8 +185,7 @@ def guided_gram_loss(grams: jax.Array, target_grams: jax.Array, masks: jax.Array
     """E_l of a guided run: the sum over regions of ``gram_loss`` between each region's guided Gram matrix and its
     style's target; an empty region adds nothing."""
     _, present = _region_scale(masks)
-    positions = masks.shape[1] * masks.shape[2]
-    per_region = jax.vmap(lambda gram, target: gram_loss(gram, target, positions, form=form))(grams, target_grams)
+    per_region = jax.vmap(lambda gram, target: gram_loss(gram, target, form=form))(grams, target_grams)
     return jnp.sum(jnp.where(present, per_region, 0.0))
 
 
@@ -357,7 +359,7 @@ def _positions(shape: tuple[int, ...], layer: str) -> int:
 
 def _normalized_sum(raw: jax.Array, shape: tuple[int, ...], layer: str, form: str) -> jax.Array:
     """``gram_matrix`` from a raw sum over positions of f f^T of ``layer`` for an image of ``shape``."""
-    return raw / (raw.shape[0] * _positions(shape, layer)) if form == "normalized" else raw
+    return raw / _gram_scale(raw.shape[0], _positions(shape, layer), form)
 
 
 class LossInputs(NamedTuple):
@@ -451,7 +453,7 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
 
         def layer_loss(layer: str) -> jax.Array:
             if regions is None:
-                return gram_loss(grams[layer], targets.style_grams[layer], _positions(image.shape, layer), form=form)
+                return gram_loss(grams[layer], targets.style_grams[layer], form=form)
             return guided_gram_loss(grams[layer], targets.style_grams[layer], regions[layer], form=form)
 
         style = _scaled([w * layer_loss(layer) for layer, w in per_layer.items()], weights.style_layers)

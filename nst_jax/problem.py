@@ -29,7 +29,7 @@ from nst_jax.losses import LossInputs, LossSpec, LossTerms, LossWeights, StyleTa
 from nst_jax.mesh import gather
 from nst_jax.optimize import LossFn, Optimization, Progress, SolverSpec, Status, compile_solver
 from nst_jax.result import StyleResult
-from nst_jax.vgg import LAYER_NAMES, min_input_size, validate_layers
+from nst_jax.vgg import CAFFE_BGR_MEAN, LAYER_NAMES, min_input_size, validate_layers
 from nst_jax.weights import VGGWeights, load_weights
 
 VGGArgument = VGGWeights | str | os.PathLike | None
@@ -193,13 +193,21 @@ def _unit(image: np.ndarray) -> np.ndarray:
 
 
 def initial_image(config: StyleConfig, content: np.ndarray, styles: Sequence[np.ndarray]) -> np.ndarray:
-    """The starting image: seeded white noise, the content, the first style, or an image file, at content size."""
+    """The starting image: seeded white noise, a flat start, the content, the first style, or an image file, at
+    content size."""
     height, width = content.shape[:2]
+    key = jax.random.PRNGKey(config.seed)
     if config.init == "noise":
         # The paper starts from "white noise" without saying which; this is i.i.d. uniform on [0, 1] per pixel and
-        # channel, the whole valid range (jcjohnson/neural-style draws Gaussian noise of deviation 0.001 instead).
-        key = jax.random.PRNGKey(config.seed)
+        # channel, the whole valid range. Networks trained in Caffe's convention leave much of it in the result
+        # (measured: a judge's Gram distance 0.90 of the photo's from noise, 0.27 from a flat start; issue 27).
         return np.asarray(jax.random.uniform(key, (height, width, 3), jnp.float32))
+    if config.init == "flat":
+        # jcjohnson/neural-style's and neural-style-pt's "random" init: Gaussian noise of deviation 0.001 in Caffe's
+        # 0-255 units around the ImageNet mean colour, i.e. a flat image whose noise only breaks the symmetry.
+        mean = np.asarray(CAFFE_BGR_MEAN[::-1], np.float32) / 255.0
+        noise = jax.random.normal(key, (height, width, 3), jnp.float32) * (0.001 / 255.0)
+        return np.asarray(mean + noise, np.float32)
     if config.init == "content":
         return content
     if config.init == "style":

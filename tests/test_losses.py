@@ -30,20 +30,17 @@ RTOL = 1e-5  # float32 reductions of a few thousand terms against float64 NumPy
 
 
 def np_gram(features: np.ndarray, form: str) -> np.ndarray:
-    """Gram matrix in float64, as the paper writes it (optionally divided by N*M)."""
+    """Gram matrix in float64: the paper's sum over positions, divided by N*M (normalized) or by M (paper, as its
+    authors' code)."""
     height, width, channels = features.shape
     flat = features.astype(np.float64).reshape(-1, channels)
     gram = np.einsum("ki,kj->ij", flat, flat)
-    return gram / (channels * height * width) if form == "normalized" else gram
+    return gram / (channels * height * width) if form == "normalized" else gram / (height * width)
 
 
 def np_style_layer(features: np.ndarray, target: np.ndarray, form: str) -> float:
-    """E_l in float64."""
-    height, width, channels = features.shape
-    diff = np_gram(features, form) - target
-    if form == "normalized":
-        return float(np.mean(diff**2))
-    return float(np.sum(diff**2) / (4 * channels**2 * (height * width) ** 2))
+    """E_l in float64: the mean squared difference of the Gram matrices (both forms)."""
+    return float(np.mean((np_gram(features, form) - target) ** 2))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +72,7 @@ class TestGramMatrix:
 def test_content_loss_matches_numpy(feature_pair, form):
     features, target = feature_pair
     diff = features.astype(np.float64) - target
-    expected = 0.5 * np.sum(diff**2) if form == "paper" else np.mean(diff**2)
+    expected = np.mean(diff**2)
     got = jax.jit(content_loss, static_argnames="form")(features, target, form=form)
     np.testing.assert_allclose(got, expected, rtol=RTOL)
 
@@ -89,16 +86,22 @@ def test_style_layer_loss_matches_numpy(feature_pair, form):
 
 
 def test_paper_and_normalized_forms_are_related(feature_pair):
+    """The paper form (its authors' code) weighs each style layer N^2 times the normalized form and has the same
+    content term; against the equations the paper prints (1/2 sum (F - P)^2, sum (G - A)^2 / (4 N^2 M^2), G the raw
+    sum) its content is 2 / (N M) and its style 4 times theirs."""
     features, other = feature_pair
     height, width, channels = features.shape
     paper = style_layer_loss(features, gram_matrix(other, form="paper"), form="paper")
     normalized = style_layer_loss(features, gram_matrix(other), form="normalized")
-    np.testing.assert_allclose(paper, channels**2 / 4 * normalized, rtol=RTOL)
-    np.testing.assert_allclose(
-        content_loss(features, other, form="paper"),
-        channels * height * width / 2 * content_loss(features, other, form="normalized"),
-        rtol=RTOL,
-    )
+    np.testing.assert_allclose(paper, channels**2 * normalized, rtol=RTOL)
+    np.testing.assert_allclose(content_loss(features, other, form="paper"),
+                               content_loss(features, other, form="normalized"), rtol=RTOL)
+    flat, flat_other = (np.asarray(f, np.float64).reshape(-1, channels) for f in (features, other))
+    printed_style = np.sum((flat.T @ flat - flat_other.T @ flat_other) ** 2) / (4 * channels**2 * (height * width)**2)
+    printed_content = 0.5 * np.sum((flat - flat_other) ** 2)
+    np.testing.assert_allclose(paper, 4 * printed_style, rtol=RTOL)
+    np.testing.assert_allclose(content_loss(features, other, form="paper"),
+                               2 / (channels * height * width) * printed_content, rtol=RTOL)
 
 
 @pytest.mark.parametrize("form", LOSS_FORMS)
@@ -116,7 +119,7 @@ def test_total_variation_matches_numpy(form):
     image = random_images((9, 11, 3), seed=4).astype(np.float64)
     vertical = (image[1:] - image[:-1]) ** 2
     horizontal = (image[:, 1:] - image[:, :-1]) ** 2
-    expected = vertical.sum() + horizontal.sum() if form == "paper" else vertical.mean() + horizontal.mean()
+    expected = vertical.mean() + horizontal.mean()
     got = jax.jit(total_variation_loss, static_argnames="form")(image.astype(np.float32), form=form)
     np.testing.assert_allclose(got, expected, rtol=RTOL)
     assert float(total_variation_loss(np.full((5, 5, 3), 0.3, np.float32), form=form)) == 0.0
@@ -138,7 +141,7 @@ def test_total_loss_composes_the_terms(vgg_weights, form):
     style_features = {k: np.asarray(v) for k, v in extract_features(vgg_weights, style, style_layers).items()}
     content_features = np.asarray(extract_features(vgg_weights, content, content_layers)["relu3_2"])
     diff = features["relu3_2"].astype(np.float64) - content_features
-    expected_content = 0.5 * np.sum(diff**2) if form == "paper" else np.mean(diff**2)
+    expected_content = np.mean(diff**2)
     expected_style = sum(
         w * np_style_layer(features[layer], np_gram(style_features[layer], form), form)
         for layer, w in zip(style_layers, (0.5, 0.3, 0.2))
@@ -247,19 +250,12 @@ def test_guided_grams_and_loss_match_numpy(form):
             np.testing.assert_array_equal(grams[region], 0.0)
             continue
         gram = (flat * weights[:, None]).T @ flat * (42 / weights.sum())
-        if form == "normalized":
-            gram /= 5 * 42
+        gram /= 5 * 42 if form == "normalized" else 42
         np.testing.assert_allclose(grams[region], gram, rtol=RTOL, atol=1e-6)
-        expected_loss += np_style_layer_from_gram(gram, targets[region], 42, form)
+        expected_loss += float(np.mean((gram - targets[region].astype(np.float64)) ** 2))
     np.testing.assert_allclose(grams[0], np_gram(features, form), rtol=RTOL)  # all white = unguided
     loss = guided_gram_loss(jnp.asarray(grams), jnp.asarray(targets), jnp.asarray(masks), form=form)
     np.testing.assert_allclose(loss, expected_loss, rtol=RTOL)
-
-
-def np_style_layer_from_gram(gram: np.ndarray, target: np.ndarray, positions: int, form: str) -> float:
-    """E_l from a Gram matrix (NumPy, float64)."""
-    squared = (gram - target.astype(np.float64)) ** 2
-    return float(squared.mean() if form == "normalized" else squared.sum() / (4 * gram.shape[0] ** 2 * positions**2))
 
 
 @pytest.mark.parametrize("form", LOSS_FORMS)
@@ -317,3 +313,18 @@ def test_region_and_source_mask_errors_are_clear(vgg_weights):
         compute_targets(vgg_weights, content, [style], source_masks=[None, None], **kwargs)
     with pytest.raises(ValueError, match=r"source mask 1 is \(8, 8\), its style image \(16, 16\)"):
         compute_targets(vgg_weights, content, [style], source_masks=[np.ones((8, 8))], **kwargs)
+
+
+def test_targets_of_a_style_image_of_another_shape_are_means_in_both_forms(vgg_weights):
+    """Style images keep their own shape, so their layers have other position counts than the output's: both forms'
+    Gram matrices are means over the positions (the paper's divided by M, the normalized one's by N M), so the
+    targets compare with the output's whatever the style's size."""
+    content, style = random_images((16, 24, 3), seed=1), random_images((40, 20, 3), seed=2)
+    layers = ("relu1_1", "relu2_1")
+    paper, normalized = (compute_targets(vgg_weights, content, [style], content_layers=("relu1_1",),
+                                         style_layers=layers, form=form).style_grams
+                         for form in ("paper", "normalized"))
+    features = extract_features(vgg_weights, style, layers)
+    for layer, channels in (("relu1_1", 64), ("relu2_1", 128)):
+        np.testing.assert_allclose(paper[layer], normalized[layer] * channels, rtol=1e-5)
+        np.testing.assert_allclose(normalized[layer], np_gram(np.asarray(features[layer]), "normalized"), rtol=1e-4)

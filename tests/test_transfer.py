@@ -15,7 +15,7 @@ from nst_jax.image_io import read_png_metadata, save_image
 from nst_jax.problem import color_inputs, initial_image, prepare_images
 
 # One small config shared by the tests below, so its compiled solver is reused.
-SMALL = StyleConfig(image_size=32, iterations=20, chunk_size=10)
+SMALL = StyleConfig(image_size=32, iterations=20, chunk_size=10, init="noise")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,21 @@ def test_noise_init_is_seeded(content, style):
     other = initial_image(config.replace(seed=4), content_image, styles)
     np.testing.assert_array_equal(same[0], same[1])
     assert np.abs(same[0] - other).mean() > 0.1
+
+
+def test_flat_init_is_the_imagenet_mean_colour_seeded(content, style):
+    """``flat``: jcjohnson/neural-style's start, the ImageNet mean colour with noise of deviation 0.001 / 255."""
+    content_image, styles = prepare_images(content, style, SMALL)
+    flat = [initial_image(SMALL.replace(init="flat", seed=seed), content_image, styles) for seed in (3, 3, 4)]
+    np.testing.assert_array_equal(flat[0], flat[1])
+    assert not np.array_equal(flat[0], flat[2])
+    np.testing.assert_allclose(flat[0].reshape(-1, 3).astype(np.float64).mean(axis=0),
+                               np.array([123.68, 116.779, 103.939]) / 255, atol=1e-6)  # noise mean over 768: ~1.4e-7
+    assert 2e-6 < flat[0].std(axis=(0, 1)).max() < 6e-6  # deviation 3.9e-6
+
+
+def test_content_is_the_default_init():
+    assert StyleConfig().init == "content"
 
 
 def test_other_inits(tmp_path, content, style):
