@@ -381,8 +381,7 @@ class Trajectory:
     device: str
 
 
-def warm_up(setting: Setting, key: tuple[Any, ...], warmed: dict[tuple[Any, ...], float],
-            run: Callable[[], Any]) -> float | None:
+def warm_up(key: tuple[Any, ...], warmed: dict[tuple[Any, ...], float], run: Callable[[], Any]) -> float | None:
     """Run ``run`` once per ``key`` (JAX compiles; oneDNN/cuDNN choose kernels) and remember its seconds; None when
     ``key`` was warmed before."""
     if key in warmed:
@@ -407,7 +406,7 @@ def run_nst_jax(setting: Setting, vgg: Any, content: np.ndarray, style: np.ndarr
     stages = len(config.scales or (size,))
     warm_config = config.replace(iterations=budget.chunk, scale_iterations=(budget.chunk,) * stages if stages > 1
                                  else None)
-    warmup = warm_up(setting, ("nst_jax", setting.network, setting.name, content.shape, style.shape), warmed,
+    warmup = warm_up(("nst_jax", setting.network, setting.name, content.shape, style.shape), warmed,
                      lambda: stylize(content, style, vgg=vgg, config=warm_config))
     start_config = configure_for(config, vgg)
     first, styles = prepare_images(content, style, start_config, size=(config.scales or (size,))[0])
@@ -430,6 +429,8 @@ def run_nst_jax(setting: Setting, vgg: Any, content: np.ndarray, style: np.ndarr
         result = stylize(content, style, vgg=vgg, config=config, callback=keep)
     finally:
         clear_stop()
+    if result.status == Status.INTERRUPTED and not stopped[0]:  # Ctrl-C: stylize kept it to itself; stop the command
+        raise KeyboardInterrupt
     counts = np.cumsum(np.asarray(result.evaluations, np.int64))
     snapshots = [dataclasses.replace(s, evaluations=int(counts[s.iteration - 1]) if s.iteration else 0)
                  for s in snapshots]
@@ -457,7 +458,7 @@ def run_torch(setting: Setting, vgg: Any, content: np.ndarray, style: np.ndarray
         models[key] = torch_baseline.load_torch_vgg(vgg, setting.pooling, torch_baseline.default_device())
     model = models[key]
     device = next(model.parameters()).device
-    warmup = warm_up(setting, ("torch", setting.network, setting.name, content_image.shape), warmed,
+    warmup = warm_up(("torch", setting.network, setting.name, content_image.shape), warmed,
                      lambda: torch_baseline.stylize_torch(model, content_image, styles, init,
                                                           config=config.replace(iterations=budget.chunk)))
 

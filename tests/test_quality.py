@@ -234,3 +234,15 @@ def test_torch_lbfgs_in_chunks_takes_the_iterates_of_one_long_step(networks, lin
     print(f"largest difference: {np.abs(trajectory.snapshots[-1].image - reference.image).max():.1e}")
     np.testing.assert_allclose(trajectory.snapshots[-1].image, reference.image, rtol=0, atol=1e-6)
     assert trajectory.snapshots[-1].evaluations == int(reference.evaluations.sum()) + reference.initial_evaluations
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_what_was_measured_and_exits_130(networks, tmp_path, interrupt_first_chunk):
+    code, _, err = run_main([
+        "--size", str(SIZE), "--settings", "lbfgs", "--iterations", "8", "--checkpoint", "4",
+        "--pairs", f"{CONTENT}:{STYLE}", "--torchvision", str(networks["torchvision"]),
+        "--caffe", str(networks["caffe"]), "--lpips-lin", str(networks["lin"]), "--json", str(tmp_path / "q.json"),
+    ])
+    assert code == 130 and "interrupted" in err
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["interrupted"] is True and report["runs"] == [] and report["summary"] == []
