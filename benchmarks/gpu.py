@@ -17,7 +17,8 @@ stopping the others when it raises:
 ``batch``           a sweep of 4 style weights batched against one after another, L-BFGS (``compare --batch``);
 ``largest``         the longest side the memory planner fits whole and in tiles on this GPU, each run for 2 timed
                     iterations (the tiled one capped at ``Plan.largest_tiled_cap``);
-``video``           ``benchmarks.video.video_rows`` where that module is in the tree (and PyAV/OpenCV installed).
+``video``           ``benchmarks.video.video_rows`` where that module is in the tree and PyAV is installed (the
+                    GPU machine has OpenCV, not PyAV: carry its wheel).
 
 **What travels** (the device's limit is 64 MiB with the repository): one converted VGG16 is 56 MiB in float32, so
 ``--pack`` writes both trained VGG16s with their kernels and biases rounded to float16 (28 MiB each, the judge
