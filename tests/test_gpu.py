@@ -202,3 +202,10 @@ def test_every_step_of_the_tiny_plan_runs_on_the_cpu(carry, tmp_path, monkeypatc
     for name in names:
         assert f"### {name}: " in text
     assert {p.name for p in out_dir.iterdir()} == {"gpu.json", "gpu.md", "quality.png", "quality_sheet.png"}
+
+
+def test_the_precisions_are_nst_jaxs():
+    """gpu.py keeps its own copy so that --dry-run imports no JAX; it must be the product's list."""
+    from nst_jax.vgg import PRECISIONS
+
+    assert gpu.PRECISIONS == PRECISIONS == gpu.GPU_PLAN.precisions
