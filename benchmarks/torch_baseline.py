@@ -278,17 +278,26 @@ def _accepted_line_search_values(accepted: list[float]) -> Iterator[None]:
         module._strong_wolfe = original
 
 
+def lbfgs_optimizer(image: torch.Tensor, config: StyleConfig, iterations: int) -> torch.optim.LBFGS:
+    """``torch.optim.LBFGS`` over ``image`` as the baseline runs it, ``iterations`` per ``.step``: strong Wolfe, or no
+    line search with ``config.line_search == "none"`` (a fixed step of ``config.step_size``); no early stop
+    (``tolerance_grad = tolerance_change = -1``) and ``max_eval`` above the line search's own cap of 25 per
+    iteration. State (history, direction, step) persists between ``.step`` calls: ``benchmarks.quality`` steps it
+    a chunk at a time."""
+    return torch.optim.LBFGS(
+        [image], lr=config.step_size, max_iter=iterations, max_eval=25 * iterations + 1, tolerance_grad=-1.0,
+        tolerance_change=-1.0, history_size=config.history_size,
+        line_search_fn=None if config.line_search == "none" else "strong_wolfe",
+    )
+
+
 def run_lbfgs(loss: TorchLoss, image: torch.Tensor, config: StyleConfig) -> Trace:
     """``config.iterations`` L-BFGS iterations on ``image`` in one ``.step``, in place: with torch's strong-Wolfe
     search, or with none (``config.line_search == "none"``: ``line_search_fn=None``,
     ``lr=config.step_size``, as jcjohnson/neural-style and neural-style-pt run it; torch then skips the evaluation
     after the last step)."""
-    iterations = config.iterations
     searching = config.line_search != "none"
-    optimizer = torch.optim.LBFGS(
-        [image], lr=config.step_size, max_iter=iterations, max_eval=25 * iterations + 1, tolerance_grad=-1.0,
-        tolerance_change=-1.0, history_size=config.history_size, line_search_fn="strong_wolfe" if searching else None,
-    )
+    optimizer = lbfgs_optimizer(image, config, config.iterations)
     evaluated: list[tuple[int, LossTerms]] = []
 
     def closure() -> torch.Tensor:
@@ -395,6 +404,7 @@ __all__ = [
     "default_device",
     "gram_matrix",
     "layer_losses",
+    "lbfgs_optimizer",
     "load_torch_vgg",
     "make_loss",
     "style_layer_loss",
