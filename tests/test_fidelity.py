@@ -20,7 +20,7 @@ from nst_jax.problem import initial_image, prepare_images, targets_for
 from nst_jax.transfer import stylize
 from nst_jax.vgg import extract_features
 
-pytestmark = pytest.mark.slow  # full-layer runs against PyTorch
+pytestmark = [pytest.mark.slow, pytest.mark.numerics]  # full-layer runs against PyTorch
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZE = 48  # longest side; the example content image becomes 48x32

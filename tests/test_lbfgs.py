@@ -63,6 +63,7 @@ def test_two_loop_direction_equals_the_dense_bfgs_inverse():
     np.testing.assert_allclose(np.asarray(d), -inverse @ g, rtol=2e-4, atol=1e-5)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("kind", ["none", "backtracking", "zoom"])
 def test_the_loss_scale_changes_nothing(kind):
     """The first step (L1 length 1 per unit step size) and the curvature test are scale-free: a loss 1e-8 or 1e8
@@ -155,6 +156,7 @@ def test_one_evaluation_per_trial_batched_or_not(vgg_weights, kind):
     assert _convolutions(batched.chunk.lower(xs, states, members, jnp.asarray(2), capacity=2)) == one
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "zoom"])
 def test_batched_members_equal_single_runs(vgg_weights, kind):
@@ -191,6 +193,7 @@ FIRST_SEARCH = dict(lo=1.0, f_lo=2.946778259e-04, d_lo=-3.207427199e-06, a=10.0,
                     d=-2.982824299e-06, f0=2.978940611e-04, d0=-3.223872227e-06)
 
 
+@pytest.mark.numerics
 def test_the_next_trial_depends_smoothly_on_the_last_digits():
     """Batched and single evaluations (or two CPUs) differ in the last digits of values and slopes (~1e-7 relative).
     The cubic through the first search's trials turns that into steps 6e-4 apart (measured in the compiled run:

@@ -41,6 +41,7 @@ def style_runs(vgg_weights, image):
     return reconstruct_style(image, STYLE, config=CONFIG, vgg=vgg_weights, batched=False)
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["content", "style"])
 def test_batched_members_equal_the_sequential_runs(vgg_weights, image, kind, request):

@@ -21,7 +21,10 @@ from nst_jax.problem import prepare_images
 from nst_jax.sweep import stylize_batch, stylize_sweep
 
 CONFIG = StyleConfig(image_size=32, iterations=8, chunk_size=4, init="noise")  # where the zoom cubic failed
-ADAM = CONFIG.replace(optimizer="adam", learning_rate=0.05)
+# Batching does not depend on how deep the network goes: the other tests run two shallow layers (compiles ~3x faster).
+SHALLOW = {"content_layers": ("relu2_2",), "style_layers": ("relu1_1", "relu2_1")}
+FAST = CONFIG.replace(**SHALLOW)
+ADAM = FAST.replace(optimizer="adam", learning_rate=0.05)
 STYLE_WEIGHTS = [1e4, 1e6, 1e8]
 # A batched member equals its single run as closely as the run itself allows (tests/agreement.py). L-BFGS's member
 # beta = 1e4 is the one whose zoom search once amplified rounding 3e4-fold on every CPU (pixels 4.3e-2 apart: the
@@ -57,6 +60,7 @@ def adam_sweep(vgg_weights, images):
     return stylize_sweep(*images, style_weights=STYLE_WEIGHTS, config=ADAM, vgg=vgg_weights)
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, singles, optimizer):
@@ -71,17 +75,19 @@ def test_sweep_member_equals_single_run(vgg_weights, images, adam_sweep, singles
         assert singles["lbfgs", 1e4][1].image <= STRICT
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_early_converging_member_does_not_change_the_others(vgg_weights, images):
     # Member 1 has every weight zero: its gradient is zero at once, so its line searches end immediately.
-    reference = stylize_sweep(*images, style_weights=[1e6, 1e8], config=CONFIG, vgg=vgg_weights)
-    mixed = stylize_sweep(*images, style_weights=[1e6, 0.0], content_weights=[1.0, 0.0], config=CONFIG,
+    reference = stylize_sweep(*images, style_weights=[1e6, 1e8], config=FAST, vgg=vgg_weights)
+    mixed = stylize_sweep(*images, style_weights=[1e6, 0.0], content_weights=[1.0, 0.0], config=FAST,
                           vgg=vgg_weights)
     np.testing.assert_array_equal(mixed[0].image, reference[0].image)
     np.testing.assert_array_equal(mixed[0].losses.total, reference[0].losses.total)
     assert float(mixed[1].final_losses.total) == 0.0
 
 
+@pytest.mark.numerics
 def test_sweep_split_to_fit_memory_gives_the_same_results(vgg_weights, images, adam_sweep, singles, monkeypatch):
     per_image = device_bytes(24, 32, ADAM)
     monkeypatch.setattr(memory, "device_memory_bytes", lambda device: int(1.5 * per_image))
@@ -109,6 +115,7 @@ def test_weight_lists_must_broadcast(vgg_weights, images):
                       vgg=vgg_weights)
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images):
     content, style = images
@@ -120,18 +127,19 @@ def test_batch_groups_by_size_and_skips_bad_files(tmp_path, vgg_weights, images)
     ]
     paths[2].write_text("not an image")
     done, plans = [], []
-    items = stylize_batch(paths, style, config=CONFIG, vgg=vgg_weights, on_done=done.append,
+    items = stylize_batch(paths, style, config=FAST, vgg=vgg_weights, on_done=done.append,
                           on_plan=plans.append)
     assert [item.source for item in items] == paths
     assert items[2].result is None and "broken.png" in items[2].error
     assert [p.size for p in plans] == [2, 1]  # two 24x32 images in one batch, the 32x24 one alone
     assert len(done) == 4
-    single, run_spread = run_with_spread(lambda image: stylize(image, style, vgg=vgg_weights, config=CONFIG),
+    single, run_spread = run_with_spread(lambda image: stylize(image, style, vgg=vgg_weights, config=FAST),
                                          load_image(paths[1]))  # L-BFGS, as the batch ran
     assert_same_result(items[1].result, single, run_spread)
     assert items[3].result.image.shape == (32, 24, 3)
 
 
+@pytest.mark.numerics
 def test_sweep_keeps_the_content_colours_like_single_runs(vgg_weights, images):
     config = ADAM.replace(preserve_color="luminance")
     results = stylize_sweep(*images, style_weights=[1e4, 1e8], config=config, vgg=vgg_weights)
@@ -145,6 +153,7 @@ def test_sweep_keeps_the_content_colours_like_single_runs(vgg_weights, images):
                                    atol=1e-5)
 
 
+@pytest.mark.numerics
 def test_batch_recolours_the_style_for_each_content(tmp_path, vgg_weights, images):
     """Histogram mode: each member's style targets come from the style recoloured to that member's content."""
     content, style = images
@@ -193,6 +202,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_sharded_batch_equals_single_device(tmp_path, weights_file, images, adam_sweep, singles):
     content, style = images
@@ -220,12 +230,13 @@ def test_sweep_and_batch_are_public_api():
     assert nst_jax.stylize_sweep is stylize_sweep and nst_jax.stylize_batch is stylize_batch
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_masks_follow_sweeps_and_each_batch_content(vgg_weights, images):
     """Style regions: a sweep member equals the single run with the same masks; a batch with each content's own
     masks (left/right swapped) equals each content's single run, and one mask set applies to every content."""
     content, style = images
-    config = ADAM.replace(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1"))  # shallow: fast compiles
+    config = ADAM
     other = random_images((48, 64, 3), seed=25)
     left = np.zeros((48, 64), np.float32)
     left[:, :32] = 1

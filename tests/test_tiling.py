@@ -16,6 +16,8 @@ from nst_jax.vgg import extract_features, layer_stride
 TOLERANCE = 1e-5  # relative, as the issue asks: max |tiled - whole| / max |whole|
 extract = jax.jit(extract_features, static_argnames=("layers", "pooling"))
 
+pytestmark = pytest.mark.numerics
+
 
 def inputs_for(weights, spec: LossSpec, shape, seed=0, factors=False) -> tuple[jax.Array, LossInputs]:
     content = random_images(shape, seed=seed)

@@ -102,6 +102,7 @@ def test_layer_names_follow_torchvision_indices():
     assert len(LAYER_NAMES) == 37
 
 
+@pytest.mark.numerics
 def test_precisions_return_float32_features_close_to_float32(vgg_weights):
     """Every precision runs on a CPU; TF32 and JAX's default are float32 there, bfloat16 is close (its 8-bit
     mantissa: about 1e-2 relative), and the features handed to the Gram matrices are float32 in every case."""
