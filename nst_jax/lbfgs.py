@@ -25,7 +25,10 @@ approximation indefinite) and scales the first step by the gradient's L2 norm. W
 * ``backtracking``: Armijo sufficient decrease, halving the step (at most ``MAX_TRIALS`` evaluations);
 * ``zoom``: the strong Wolfe conditions (c1 = 1e-4, c2 = 0.9) by bracketing and zooming (Nocedal & Wright,
   Algorithms 3.5 and 3.6), trial steps from cubic interpolation as ``torch.optim.LBFGS``'s strong-Wolfe search does
-  (extrapolating at most 10x while bracketing).
+  (extrapolating at most 10x while bracketing). Departure from torch: where the cubic is ill-conditioned (its
+  discriminant below ``CUBIC_CONDITION`` of its terms: two nearly equal slopes, as on the first search from noise) the
+  trial is the secant of the slopes, or the bracket's middle, so that float32's last digits cannot move the step
+  (benchmarks/NOTES.md, item 12).
 
 A search that finds no acceptable step takes the best decrease it saw; with none at all the iterate stays, the
 memory is cleared, and the next iteration starts again from steepest descent.
