@@ -61,7 +61,7 @@ class VideoConfig:
         "weights, 2e3 for torchvision's; half that in multi-pass schedules",
     )
     long_term: tuple[int, ...] = option(
-        (1,), "the earlier frames each frame is tied to, as distances (1,2,4: frames i-1, i-2, i-4; each pixel to "
+        (1,), "distances to the earlier frames each frame is tied to (1,2,4: frames i-1, i-2 and i-4; each pixel to "
         "the closest where it is visible); single schedule only", metavar="J,J...",
     )
     frame_init: str = option(

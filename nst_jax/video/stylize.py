@@ -265,8 +265,10 @@ class _Run:
     def run_step(self, step: Step, number: int, steps: int) -> Status:
         """Optimize ``step``'s frames and keep their results: one frame, or a batch in sub-batches (one at a time
         without ``batch_frames``); every frame reads the state before the step, and a step interrupted keeps
-        nothing (its frames keep their earlier results)."""
+        nothing (its frames keep their earlier results). A frame whose loss turned non-finite keeps its last finite
+        iterate (status ``non-finite``)."""
         callback = self.progress(step, number, steps)
+        status = Status.COMPLETED
         if len(step.tasks) == 1 or not self.video.batch_frames:
             problems = [self.problem(task, self.spatial) for task in step.tasks]
             runs = []
@@ -275,6 +277,7 @@ class _Run:
                 if done.status == Status.INTERRUPTED:
                     return done.status
                 runs.append(([task], [gather(done.image)], done, [targets], False))
+                status = Status.NON_FINITE if done.status == Status.NON_FINITE else status
         else:
             plan = plan_batch(len(step.tasks), *self.contents[0].shape[:2], self.config)
             groups = [step.tasks[begin:begin + plan.per_run] for begin in range(0, len(step.tasks), plan.per_run)]
@@ -285,9 +288,10 @@ class _Run:
                 if done.status == Status.INTERRUPTED:
                     return done.status
                 runs.append((group, list(gather(done.image)[:len(group)]), done, [t for _, t in members], True))
+                status = Status.NON_FINITE if not np.all(done.finite[:len(group)]) else status
         for tasks, images, done, targets, batched in runs:
             self._keep(tasks, images, done, targets, batched=batched)
-        return Status.COMPLETED
+        return status
 
     def _one(self, step: Step, x0: np.ndarray, targets: StyleTargets, callback: Callable[[Progress], None] | None
              ) -> Optimization:
@@ -383,6 +387,8 @@ def stylize_video(
     frames = info.frame_range(start, end, max_frames)
     vgg = resolve_vgg(vgg, caller="stylize_video")
     config = configure_for(config, vgg)
+    if not video.multi_pass and video.stop_tolerance > 0:  # chunks end on every iteration the stop rule compares
+        config = config.replace(chunk_size=math.gcd(config.chunk_size, video.stop_interval))
     gamma = video.resolved_temporal_weight(vgg.info.convention, config.loss_form)
     check_shapes((info.height, info.width), config, styles=len(styles))
     shape = frame_shape(info, config)
@@ -395,7 +401,8 @@ def stylize_video(
     if work_dir is not None:
         flow_key = {"source": _identity(source), "frames": [frames.start, frames.stop], "size": list(shape),
                     "flow": video.flow}
-        run_key = {**flow_key, "config": config.to_dict(), "video": video.to_dict(), "weights": vgg.checksum,
+        settings = {name: value for name, value in config.to_dict().items() if name != "progress_seconds"}
+        run_key = {**flow_key, "config": settings, "video": video.to_dict(), "weights": vgg.checksum,
                    "styles": _digest(style_images), "masks": _digest([regions, *(sources or [])])}
         folder = WorkDir(work_dir, flow_key=flow_key, run_key=run_key, resume=resume, writes=writes)
     contents = [np.round(image_io.resize_image(frame, *shape) * 255.0).astype(np.uint8)
@@ -416,9 +423,12 @@ def stylize_video(
             try:
                 for number, step in enumerate(steps[done:], start=done + 1):
                     motion.prefetch(_pairs(steps[number - 1:number + PREFETCH_STEPS]))
-                    status = run.run_step(step, number, len(steps))
-                    if status == Status.INTERRUPTED:
+                    outcome = run.run_step(step, number, len(steps))
+                    if outcome == Status.INTERRUPTED:
+                        status = outcome
                         break
+                    if outcome == Status.NON_FINITE:  # the frame keeps its last finite iterate; the run goes on
+                        status = outcome
                     if folder is not None:
                         folder.save_step({frame: run.results[frame] for frame in step.frames}, number)
                     if not video.multi_pass:
