@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from video_clips import pan_frames, write_clip
 
@@ -112,7 +113,6 @@ def test_bad_requests_are_one_line_and_exit_2(case, capsys, tmp_path, clip, inpu
 
     monkeypatch.setattr(loading, "load_weights", must_not_load)
     import av
-    import numpy as np
 
     sound = tmp_path / "tone.m4a"
     with av.open(str(sound), "w") as container:
@@ -135,3 +135,29 @@ def test_bad_requests_are_one_line_and_exit_2(case, capsys, tmp_path, clip, inpu
     else:
         assert expected.format(**paths) in _one_error_line(captured.err)
     assert captured.out == "" and not (tmp_path / "out.mp4").exists() and clip.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_jacobi_passes_over_two_processes_equal_one(tmp_path, clip, inputs, weights_file):
+    """``--schedule jacobi --distributed``: each pass's frames spread over the 4 devices of 2 processes; process 0
+    alone writes the video and the log, whose frames equal one process's over 4 devices (up to XLA:CPU's threading
+    in the last digits, amplified by the optimizer: see test_multihost)."""
+    from test_multihost import distributed, finish, free_port, launch
+
+    common = ["video", str(clip), str(inputs["style"]), "--weights", str(weights_file), *FAST, "--schedule",
+              "jacobi", "--passes", "2", "--pass-iterations", "2", "--temporal-from-pass", "2"]
+    shared, single = tmp_path / "shared", tmp_path / "single"
+    shared.mkdir(), single.mkdir()
+    port = free_port()
+    children = {str(index): launch([*common, "-o", str(shared / "out.mp4"), "--log-json", str(shared / "log.json"),
+                                    *distributed(port, index)], devices=2) for index in (0, 1)}
+    children["single"] = launch([*common, "-o", str(single / "out.mp4"), "--log-json", str(single / "log.json")], 4)
+    outputs = finish(children, timeout=600)
+    for name, child in children.items():
+        assert child.returncode == 0, outputs[name][1][-3000:]
+    assert sorted(path.name for path in shared.iterdir()) == ["log.json", "out.mp4"]
+    assert "wrote" in outputs["0"][0] and "wrote" not in outputs["1"][0]
+    logs = [json.loads((folder / "log.json").read_text()) for folder in (shared, single)]
+    np.testing.assert_allclose([f["loss"] for f in logs[0]["frames"]], [f["loss"] for f in logs[1]["frames"]],
+                               rtol=1e-3)
+    assert probe(shared / "out.mp4").frames == 4
