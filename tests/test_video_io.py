@@ -75,6 +75,7 @@ def test_a_variable_rate_keeps_every_timestamp_and_a_range_starts_at_zero(tmp_pa
     (1.0, 0.5, None, r"--end 0\.5 s must be after --start 1 s"),
     (-1.0, None, None, r"--start must be a time in seconds of at least 0"),
     (None, None, 0, r"--max-frames must be at least 1"),
+    (1.99, None, None, r"no frame of the clip \(2\.002 s, 60 frames\) is shown from 1\.99 s to its end"),
 ])
 def test_a_range_outside_the_clip_is_refused(two_seconds, start, end, max_frames, message):
     with pytest.raises(VideoError, match=message):

@@ -18,15 +18,19 @@ FRAME_INITS: tuple[str, ...] = ("prev-warped", "prev", "content", "first")
 RUDER_TEMPORAL_WEIGHT = 1e3
 """Ruder et al.'s single-pass gamma (``-temporal_weight``), with their content 5 and style 100 per layer on the
 Caffe VGG19, on the Caffe-preprocessed image (pixels times 256)."""
-# gamma on our [0, 1] images: Ruder's times 256^2 for Caffe weights (whose content and style weights are his). For
-# torchvision's, whose content term is about 3e-5 of the Caffe one's (alpha 1 vs 5, features ~60x smaller; measured
-# on the trained VGG16s at 128 px: 2.3e-5 to 3.8e-5 for a shift, noise and another image), the same balance of the
-# temporal term against the content term gives 6.55e7 * 3e-5 ~ 2e3. A mean-normalized network's activations are of
-# torchvision's order (its alpha is 1 too), so it takes torchvision's value (not measured: no such network here).
+# gamma on our [0, 1] images: Ruder's times 256^2 for Caffe weights, whose content and style weights are his
+# (measured with Keras' Caffe VGG16 at 64 px, 4 frames of a pan, judged by torchvision's VGG16: the warp error 150x
+# lower than independent frames', and the Gram distance to the style 17 % lower). torchvision's content term is about
+# 3e-5 of the Caffe one's (alpha 1 vs 5, features ~60x smaller: 2.3e-5 to 3.8e-5 measured on the trained VGG16s for
+# a shift, noise and another image), so the same balance against the content term would be ~2e3; measured the same
+# way, 2e3 took the frames 11 % further from the style (judged by the Caffe VGG16) for no more stability than 5e2
+# (warp error 5.0e-4 vs 4.1e-4, independent frames 4.6e-2), which costs 4 %: 5e2. A mean-normalized network's
+# activations are of torchvision's order (its alpha is 1 too), so it takes torchvision's value (not measured: no such
+# network here).
 DEFAULT_TEMPORAL_WEIGHTS: dict[str, float] = {
-    "torchvision": 2e3,
+    "torchvision": 5e2,
     "caffe": RUDER_TEMPORAL_WEIGHT * 256**2,
-    "mean-normalized": 2e3,
+    "mean-normalized": 5e2,
 }
 MULTI_PASS_FACTOR = 0.5
 """The multi-pass default gamma is half the single pass's (Ruder et al.: 5e2 against 1e3)."""
@@ -58,7 +62,7 @@ class VideoConfig:
         None, "weight gamma of the temporal term, which ties each frame to the earlier results warped onto it where "
         "the flow is reliable; 0: frames independent (but for {frame_init})", metavar="W",
         default_text="by the weights: Ruder et al.'s 1e3 on Caffe's 256-scale pixels, i.e. 6.55e7 for Caffe "
-        "weights, 2e3 for torchvision's; half that in multi-pass schedules",
+        "weights, 5e2 for torchvision's (measured); half that in multi-pass schedules",
     )
     long_term: tuple[int, ...] = option(
         (1,), "distances to the earlier frames each frame is tied to (1,2,4: frames i-1, i-2 and i-4; each pixel to "

@@ -100,7 +100,8 @@ class VideoInfo:
         if max_frames is not None:
             stop = min(stop, first + max_frames)
         if stop <= first:
-            raise VideoError(f"no frame of the clip ({length}) starts in [{start or 0:g} s, {end:g} s)")
+            until = "its end" if end is None else f"{end:g} s"
+            raise VideoError(f"no frame of the clip ({length}) is shown from {start or 0:g} s to {until}")
         return range(first, stop)
 
 
