@@ -1,5 +1,6 @@
 """``nst-jax video``: end to end on a tiny clip (the MP4, its audio, the log), Ctrl-C muxing the frames finished
-then ``--resume``, and bad requests as one line with exit 2 before anything slow."""
+then ``--resume``, and bad requests as one line with exit 2 before anything slow. The end-to-end test takes seconds:
+it compiles the loop for the command's config (the next ones reuse it)."""
 
 from __future__ import annotations
 

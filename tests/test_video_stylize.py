@@ -1,6 +1,7 @@
 """``stylize_video`` on clips made here (random weights, 32x48 frames, shallow layers, a few iterations): one
 compiled program for every frame, batched passes equal to frames run one at a time, Ctrl-C muxing what is finished
-and ``resume`` going on from there, colours per frame, and bad outputs refused before anything slow."""
+and ``resume`` going on from there, colours per frame, and bad outputs refused before anything slow. The first
+tests take seconds: they compile the loop (single, then vmapped), which the later ones reuse."""
 
 from __future__ import annotations
 

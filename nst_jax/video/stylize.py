@@ -184,7 +184,8 @@ def _digest(arrays: Sequence[np.ndarray | None]) -> str:
 
 
 class _Run:
-    """One video run's inputs and state: frames, styles, targets, the results so far, the output."""
+    """One video run's inputs and state: the frames, the styles, the flows, and every frame's latest result and
+    records."""
 
     def __init__(self, info: VideoInfo, frames: range, contents: list[np.ndarray], styles: list[np.ndarray],
                  config: StyleConfig, video: VideoConfig, vgg: VGGWeights, gamma: float, motion: Motion,
@@ -239,9 +240,9 @@ class _Run:
         targets = np.zeros((self.references, height, width, 3), np.float32)
         weights = np.zeros((self.references, height, width), np.float32)
         if task.temporal:
-            pairs = [self.warped(task.frame, reference, seen) for reference in task.references]
-            for index, (image, weight) in enumerate(zip([p[0] for p in pairs],
-                                                        long_term_weights([p[1] for p in pairs]))):
+            warped = [self.warped(task.frame, reference, seen) for reference in task.references]
+            combined = long_term_weights([weight for _, weight in warped])
+            for index, ((image, _), weight) in enumerate(zip(warped, combined)):
                 targets[index], weights[index] = image, weight
         return targets, weights
 
