@@ -248,6 +248,7 @@ class VideoWriter:
         if self._offset > 0:
             self._audio_in.seek(int(self._offset / source.time_base), stream=source, backward=True)
         self._packets = self._audio_in.demux(source)
+        self._pending = None  # a packet read ahead: the first one past the video muxed so far
 
     def write(self, image: np.ndarray, pts: int) -> None:
         """Encode one (H, W, 3) RGB frame in [0, 1] shown at ``pts`` (``time_base`` units from the first frame)."""
@@ -279,7 +280,7 @@ class VideoWriter:
         ``until`` seconds and at least 0."""
         source = self._audio_in.streams.audio[0]
         while True:
-            pending = getattr(self, "_pending", None)
+            pending = self._pending
             if pending is None:
                 pending = next(self._packets, None)
                 if pending is None:
