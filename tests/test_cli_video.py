@@ -46,7 +46,7 @@ def test_a_clip_is_stylized_with_its_audio_and_logged(capsys, tmp_path, clip, in
     record = json.loads(log.read_text())
     assert record["software"] == "nst_jax" and record["status"] == "completed" and len(record["frames"]) == 4
     assert record["frames"][0]["warp_error"] is None and all(f["warp_error"] >= 0 for f in record["frames"][1:])
-    assert record["video"]["schedule"] == "single" and record["temporal_weight"] == 5e2  # torchvision's default
+    assert record["video"]["schedule"] == "single" and record["temporal_weight"] == 1e2  # torchvision's default
     # run again: the output is nst_jax's, so it may be replaced
     assert cli.main(["video", str(clip), str(inputs["style"]), "-o", str(out), "--weights", str(weights_file),
                      "--max-frames", "2", "--no-audio", *FAST]) == 0

@@ -22,15 +22,17 @@ Caffe VGG19, on the Caffe-preprocessed image (pixels times 256)."""
 # (measured with Keras' Caffe VGG16 at 64 px, 4 frames of a pan, judged by torchvision's VGG16: the warp error 150x
 # lower than independent frames', and the Gram distance to the style 17 % lower). torchvision's content term is about
 # 3e-5 of the Caffe one's (alpha 1 vs 5, features ~60x smaller: 2.3e-5 to 3.8e-5 measured on the trained VGG16s for
-# a shift, noise and another image), so the same balance against the content term would be ~2e3; measured the same
-# way, 2e3 took the frames 11 % further from the style (judged by the Caffe VGG16) for no more stability than 5e2
-# (warp error 5.0e-4 vs 4.1e-4, independent frames 4.6e-2), which costs 4 %: 5e2. A mean-normalized network's
-# activations are of torchvision's order (its alpha is 1 too), so it takes torchvision's value (not measured: no such
-# network here).
+# a shift, noise and another image), so the same balance against the content term would be ~2e3; but measured on 12
+# frames of a pan at 64 px (torchvision's VGG16 stylizing, the Caffe VGG16 judging; benchmarks/RESULTS.md), each
+# frame's distance to the style grows with gamma while the warp error is already 1/150 of independent frames' at
+# 1e2: gamma 0 (the warped start alone) warp error 3.2e-3 and +6.5 % distance, 1e2 3.7e-4 and +7 %, 2e2 2.9e-4 and
+# +10 %, 5e2 2.1e-4 and +15 % (independent frames 5.7e-2). So 1e2: stable, the style kept within 10 %. A
+# mean-normalized network's activations are of torchvision's order (its alpha is 1 too): the same (not measured: no
+# such network here).
 DEFAULT_TEMPORAL_WEIGHTS: dict[str, float] = {
-    "torchvision": 5e2,
+    "torchvision": 1e2,
     "caffe": RUDER_TEMPORAL_WEIGHT * 256**2,
-    "mean-normalized": 5e2,
+    "mean-normalized": 1e2,
 }
 MULTI_PASS_FACTOR = 0.5
 """The multi-pass default gamma is half the single pass's (Ruder et al.: 5e2 against 1e3)."""
@@ -62,7 +64,7 @@ class VideoConfig:
         None, "weight gamma of the temporal term, which ties each frame to the earlier results warped onto it where "
         "the flow is reliable; 0: frames independent (but for {frame_init})", metavar="W",
         default_text="by the weights: Ruder et al.'s 1e3 on Caffe's 256-scale pixels, i.e. 6.55e7 for Caffe "
-        "weights, 5e2 for torchvision's (measured); half that in multi-pass schedules",
+        "weights, 1e2 for torchvision's (measured); half that in multi-pass schedules",
     )
     long_term: tuple[int, ...] = option(
         (1,), "distances to the earlier frames each frame is tied to (1,2,4: frames i-1, i-2 and i-4; each pixel to "
