@@ -41,7 +41,9 @@ def test_the_sweep_alternates_directions_blends_and_adds_the_temporal_term_late(
 def test_batched_passes_group_the_frames():
     jacobi = multi_pass(4, schedule="jacobi", passes=2, iterations=5, temporal_from_pass=2, init="prev-warped")
     assert [(step.pass_index, sorted(step.frames)) for step in jacobi] == [(1, [0, 1, 2, 3]), (2, [0, 1, 2, 3])]
-    assert {task.start for task in jacobi[0].tasks} == {"first"}  # no neighbour has a result yet
+    assert {task.start for task in jacobi[0].tasks} == {"content"}  # no neighbour has a result yet
+    noise = multi_pass(4, schedule="jacobi", passes=1, iterations=5, temporal_from_pass=2, init="first")
+    assert {task.start for task in noise[0].tasks} == {"first"}
     assert {task.frame: task.references for task in jacobi[1].tasks} == {0: (1,), 1: (2,), 2: (3,), 3: ()}
     red_black = multi_pass(5, schedule="red-black", passes=2, iterations=5, temporal_from_pass=1, init="content")
     assert [(step.pass_index, sorted(step.frames)) for step in red_black] == [
