@@ -83,6 +83,15 @@ def test_ctrl_c_muxes_the_frames_finished_then_resume(capsys, tmp_path, clip, in
     assert probe(out).frames == 4
 
 
+def test_help_names_every_video_option(capsys):
+    assert cli.main(["video", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--flow", "--temporal-weight", "--long-term", "--init", "--first-init", "--schedule", "--passes",
+                   "--start", "--end", "--max-frames", "--crf", "--no-audio", "--work-dir", "--resume"):
+        assert option in text, option
+    assert "--scales" not in text and "62 % marked" in text  # the flows' measured trade-offs
+
+
 BAD_REQUESTS = {
     "not a video": (["{notes}", "{style}", "-o", "{out}"], "is not a video FFmpeg can read"),
     "a still image": (["{style}", "{style}", "-o", "{out}"], "is a still image, not a video"),

@@ -84,10 +84,10 @@ def add_video_options(group: argparse._ArgumentGroup) -> None:
         shown = (",".join(map(str, config_field.default)) if isinstance(config_field.default, tuple)
                  else str(config_field.default)) if default is None else render_video_fields(default, video_flag)
         prefix = "comma-separated " if config_field.type.startswith("tuple") else ""
+        text = f"{prefix}{video_option_help(config_field.name, video_flag)} (default: {shown})"
         group.add_argument(video_flag(config_field.name), dest=config_field.name, default=config_field.default,
                            type=_VIDEO_PARSERS[config_field.type], metavar=metadata["metavar"],
-                           choices=metadata["choices"],
-                           help=f"{prefix}{video_option_help(config_field.name, video_flag)} (default: {shown})")
+                           choices=metadata["choices"], help=text.replace("%", "%%"))  # argparse formats with %
 
 
 def build_parser() -> argparse.ArgumentParser:
