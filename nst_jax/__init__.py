@@ -27,6 +27,7 @@ from nst_jax.vgg import (
     layer_names,
     min_input_size,
 )
+from nst_jax.video import VideoConfig, VideoResult, stylize_video
 from nst_jax.weights import (
     RandomWeightsWarning,
     VGGWeights,
@@ -52,6 +53,8 @@ __all__ = [
     "VGG19Features",
     "VGGFeatures",
     "VGGWeights",
+    "VideoConfig",
+    "VideoResult",
     "WeightsError",
     "WeightsInfo",
     "content_loss",
@@ -74,6 +77,7 @@ __all__ = [
     "stylize",
     "stylize_batch",
     "stylize_sweep",
+    "stylize_video",
     "total_variation_loss",
     "yiq_to_rgb",
 ]

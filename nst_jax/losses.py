@@ -31,6 +31,14 @@ guided Gram matrices G_r = sum_k m_rk^2 f_k f_k^T * M / sum_k m_rk^2 (the featur
 rescaled by the region's area so that an all-white channel gives the plain G and a small region is not drowned) with
 style r's own target, summed over the regions: E_l = sum_r E_l(G_r, A_r). The content and TV terms are unchanged.
 
+Video (Ruder, Dosovitskiy & Brox, "Artistic style transfer for videos", 2016): a temporal term ties the image to J
+targets w_j (earlier stylized frames warped by optical flow) where per-pixel weights c_j in [0, 1] say they are
+reliable: L_t = sum_j 1/D sum_k c_jk (x_k - w_jk)^2 over the D = H * W * 3 pixel values, in either form (Ruder's
+definition is this mean). It reads the image itself, not VGG's features, so tiles and rows split over devices leave
+it unchanged; its weight gamma is traced, and gamma = 0 gives independent frames with the same program. It is
+added to the total only (``LossTerms`` keeps the three terms above). Departure: Ruder's x is the Caffe-preprocessed
+image (pixels times 256), ours is in [0, 1], so his gamma is ours divided by 256^2.
+
 All functions take single images (H, W, C) features; batch with ``jax.vmap``.
 """
 
@@ -143,6 +151,17 @@ def total_variation_loss(image: jax.typing.ArrayLike, *, form: str = DEFAULT_FOR
     return jnp.mean(vertical) + jnp.mean(horizontal)
 
 
+def temporal_loss(image: jax.typing.ArrayLike, targets: jax.typing.ArrayLike, weights: jax.typing.ArrayLike
+                  ) -> jax.Array:
+    """Ruder et al.'s temporal term: sum_j 1/D sum_k c_jk (x_k - w_jk)^2 of an (H, W, C) image, J (J, H, W, C)
+    targets w and their (J, H, W) per-pixel weights c (one per position, for every channel); D = H * W * C."""
+    image, targets, weights = jnp.asarray(image), jnp.asarray(targets), jnp.asarray(weights)
+    if targets.ndim != 4 or targets.shape[1:] != image.shape or weights.shape != targets.shape[:3]:
+        raise ValueError(f"temporal targets must be (J, *{image.shape}) and their weights (J, *{image.shape[:2]}), "
+                         f"got {targets.shape} and {weights.shape}")
+    return jnp.sum(weights[..., None] * jnp.square(image[None] - targets)) / image.size
+
+
 def layer_masks(masks: jax.typing.ArrayLike, layers: Sequence[str]) -> dict[str, jax.Array]:
     """(R, H, W) guidance channels at each layer's resolution: the mean of each stride x stride block (the last
     partial block dropped, as VGG's pooling drops it), i.e. the share of the layer position's pixels in the region.
@@ -211,6 +230,8 @@ class LossWeights(NamedTuple):
     tv: jax.typing.ArrayLike
     content_layers: jax.typing.ArrayLike | None = None
     style_layers: jax.typing.ArrayLike | None = None
+    temporal: jax.typing.ArrayLike | None = None
+    """gamma, the weight of the temporal term (``temporal_loss``); needed when the targets have temporal targets."""
 
 
 class StyleTargets(NamedTuple):
@@ -221,6 +242,10 @@ class StyleTargets(NamedTuple):
     regions: dict[str, jax.Array] | None = None
     """Spatial control (Gatys et al. 2017): each style's region of the output at each style layer's resolution,
     (R, h, w) guidance channels in [0, 1] (``layer_masks``); ``style_grams`` are then (R, C, C), style r's own."""
+    temporal: jax.Array | None = None
+    """Video (Ruder et al. 2016): (J, H, W, 3) earlier stylized frames warped onto this one (``temporal_loss``)."""
+    temporal_weights: jax.Array | None = None
+    """Their (J, H, W) per-pixel weights in [0, 1] (0 where a target is not reliable: occlusions, motion edges)."""
 
 
 def equal_layer_weights(layers: Sequence[str]) -> tuple[float, ...]:
@@ -459,6 +484,10 @@ def loss_function(spec: LossSpec) -> Callable[[jax.Array, LossInputs], LossTerms
         style = _scaled([w * layer_loss(layer) for layer, w in per_layer.items()], weights.style_layers)
         tv = total_variation_loss(image, form=form)
         total = weights.content * content + weights.style * style + weights.tv * tv
+        if targets.temporal is not None:
+            if weights.temporal is None:
+                raise ValueError("temporal targets need a temporal weight (LossWeights.temporal)")
+            total = total + weights.temporal * temporal_loss(image, targets.temporal, targets.temporal_weights)
         return LossTerms(total=total, content=content, style=style, tv=tv)
 
     return loss_terms

@@ -385,6 +385,7 @@ def minimize(
     callback: Callable[[Progress], None] | None = None,
     input_axes: Any = None,
     progress_seconds: float | None = None,
+    converged: Callable[[np.ndarray], bool] | None = None,
 ) -> Optimization:
     """Minimize ``loss(x, inputs).total`` over ``x`` from ``x0`` in compiled chunks of ``chunk_size`` steps.
 
@@ -394,7 +395,8 @@ def minimize(
     finished chunk.
     With ``input_axes`` (a ``LossInputs``-shaped prefix of vmap axes), ``x0`` holds a batch of images optimized
     independently as one program; the records then have a member axis, and ``finite`` says which members stayed
-    finite.
+    finite. ``converged``: called after every chunk with the totals of every iteration so far; True ends the run
+    there (status completed), a stopping rule such as a relative change of the loss.
     """
     if iterations <= 0 or chunk_size <= 0:
         raise ValueError(f"iterations and chunk_size must be positive, got {iterations} and {chunk_size}")
@@ -435,6 +437,8 @@ def minimize(
             if callback is not None and completed:
                 latest = LossTerms(*(_latest(t) for t in records[-1][0]))
                 callback(Progress(done, iterations, latest, x, time.perf_counter() - start))
+            if converged is not None and completed and converged(np.concatenate([r[0].total for r in records])):
+                break
     except KeyboardInterrupt:
         status = Status.INTERRUPTED
     empty = np.zeros((0,) + finite.shape)

@@ -67,7 +67,7 @@ def stylize(
     vgg = resolve_vgg(vgg, weights, caller="stylize")
     config = configure_for(config, vgg)
     content_image = image_io.load_image(content)
-    config, spatial = _planned(content_image.shape, config)
+    config, spatial = planned(content_image.shape, config)
     style_images = [image_io.load_image(image) for image in as_list(style)]
     stages = [prepare_images(content_image, style_images, config, size=size)
               for size in config.scales or (config.image_size,)]
@@ -99,7 +99,7 @@ def stylize(
     return results_from(optimizations, [config], inputs, [stages[-1][0]], vgg)[0]
 
 
-def _planned(shape: tuple[int, ...], config: StyleConfig) -> tuple[StyleConfig, bool]:
+def planned(shape: tuple[int, ...], config: StyleConfig) -> tuple[StyleConfig, bool]:
     """``config`` with the tile size ``shard`` ``auto`` picks (``memory.plan_run``; unchanged if it needs none or
     one was given), and whether the image's rows are split over the devices."""
     if config.shard in ("none", "batch"):  # one image: nothing to batch

@@ -469,7 +469,8 @@ BAD_INPUTS: dict[str, tuple[list[str], str]] = {
     "a style mask faint everywhere": (["{content}", "{style}", "-o", "{out}", "--style-masks", "{faint}"],
                                       "is black everywhere at 427x512 px (its brightest value is 1/255"),
     "a black source mask": (["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}"],
-                            "--style-source-masks image 1 '{black}' is black everywhere at 512x512 px"),  # the square style's size
+                            # checked at its style's size: the 40x40 style's longest side at 512
+                            "--style-source-masks image 1 '{black}' is black everywhere at 512x512 px"),
     "a black source mask with scales": (
         ["{content}", "{style}", "-o", "{out}", "--style-source-masks", "{black}", "--scales", "256,512"],
         "it selects no part of style image 1",

@@ -5,6 +5,7 @@
   batched ``stylize_sweep`` (``nst_jax.cli.sweep``).
 * ``nst-jax --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR``: many content images (``nst_jax.cli.batch``).
 * ``nst-jax reconstruct {content,style} IMAGE -o OUTDIR``: the paper's figure 1 (``nst_jax.cli.reconstruct``).
+* ``nst-jax video IN STYLE [STYLE ...] -o OUT.mp4``: a clip, frame to frame consistent (``nst_jax.cli.video``).
 
 What the forms share lives in one module per concern: ``exits`` (exit codes, ``UsageError``), ``options`` (the
 parser, generated from ``StyleConfig``), ``paths`` (the files a run reads and writes), ``contents`` (``--batch``'s
@@ -28,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from nst_jax.cli import batch, reconstruct, single, sweep
+from nst_jax.cli import batch, reconstruct, single, sweep, video
 from nst_jax.cli.checks import check_run, dry_run
 from nst_jax.cli.exits import EXIT_USAGE, PROG
 from nst_jax.cli.options import build_parser
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     process, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["reconstruct"]:  # a content image named "reconstruct" can be given as ./reconstruct
         return reconstruct.main(argv[1:], process=process)
+    if argv[:1] == ["video"]:  # likewise ./video
+        return video.main(argv[1:], process=process)
     try:  # intermixed: positionals may come after options (``-o OUT STYLE``), with CONTENT optional for --batch
         args = build_parser().parse_intermixed_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0)

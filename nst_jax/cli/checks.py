@@ -284,7 +284,7 @@ def load_inputs(args: argparse.Namespace, config: StyleConfig) -> tuple[np.ndarr
         raise UsageError(user_message(error)) from None
 
 
-def _decode(paths: Sequence[Path | None] | None) -> list[np.ndarray | None] | None:
+def decode_masks(paths: Sequence[Path | None] | None) -> list[np.ndarray | None] | None:
     """Mask files decoded (None entries kept), ``UsageError`` for one that cannot be read; resized by the run."""
     if paths is None:
         return None
@@ -298,7 +298,7 @@ def load_masks(args: argparse.Namespace) -> tuple[list[np.ndarray] | None, list[
     """--style-masks (unless each --batch content has its own, ``{stem}``) and --style-source-masks, decoded
     (``UsageError`` for one that cannot be read)."""
     own = args.style_masks is not None and any(STEM in name for name in args.style_masks)
-    return None if own else _decode(mask_paths(args)), _decode(source_mask_paths(args))
+    return None if own else decode_masks(mask_paths(args)), decode_masks(source_mask_paths(args))
 
 
 def _check_region_masks(masks: Sequence[np.ndarray] | None, names: Sequence[str] | None,

@@ -34,7 +34,8 @@ BATCH_FORMATS: tuple[str, ...] = ("png", "jpg")
 USAGE = (
     "%(prog)s [options] CONTENT STYLE [STYLE ...] -o OUT\n"
     "       %(prog)s [options] --batch DIR_OR_GLOB STYLE [STYLE ...] -o OUTDIR\n"
-    "       %(prog)s reconstruct {content,style} IMAGE -o OUTDIR [options]   (see: %(prog)s reconstruct --help)"
+    "       %(prog)s reconstruct {content,style} IMAGE -o OUTDIR [options]   (see: %(prog)s reconstruct --help)\n"
+    "       %(prog)s video IN STYLE [STYLE ...] -o OUT.mp4 [options]   (see: %(prog)s video --help)"
 )
 
 
