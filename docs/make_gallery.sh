@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes every picture of docs/gallery.md: bash docs/make_gallery.sh [STEP ...] (default: every step, in order).
 #
-# Steps: fig1-content fig1-style fig3 transfer init colour regions multiscale baseline. Each prints its commands, the load average
+# Steps: fig1-content fig1-style fig3 fig3-wide transfer init colour regions multiscale baseline. Each prints its commands, the load average
 # before it and its wall time. Raw outputs (PNGs, logs, JSON) go to examples/out/gallery/ (git-ignored); the
 # pictures, JPEG-encoded, to docs/gallery/ (docs/regions.jpg too: the README's picture). Needs the shared images
 # ($NST_JAX_SHARED_IMAGES, default ../shared/images) and the converter's registry VGG16s in nst_jax's cache:
@@ -74,6 +74,12 @@ fig3() {  # the paper's figure 3: alpha/beta = 1e-4 ... 1e-1, one batched sweep,
   jpeg "$RAW/fig3/ratio_grid.png" "$GALLERY/fig3_ratios.jpg"
 }
 
+fig3-wide() {  # where the photo takes over on this network: the same sweep at alpha/beta = 1, 10, 100
+  run fig3-wide python examples/ratio_grid.py --weights "$NORMALIZED" --content "$IMAGES/tubingen.jpg" \
+    --style "$IMAGES/starry_night.jpg" --size 256 --iterations 100 --ratios 1,10,100 --out "$RAW/fig3_wide" --quiet
+  jpeg "$RAW/fig3_wide/ratio_grid.png" "$GALLERY/fig3_ratios_wide.jpg"
+}
+
 transfer() {  # the paper's figure 2 in part: the photo in two of its paintings, torchvision's VGG16, the defaults
   run transfer python examples/transfer.py --weights "$TORCHVISION" --content "$IMAGES/tubingen.jpg" \
     --style "$IMAGES/shipwreck.jpg" --style2 "$IMAGES/the_scream.jpg" --size 256 --iterations 100 \
@@ -115,7 +121,7 @@ baseline() {  # nst_jax beside the PyTorch baseline: same weights, start, losses
   jpeg "$RAW/baseline.png" "$GALLERY/baseline.jpg"
 }
 
-ALL=(fig1-content fig1-style fig3 transfer init colour regions multiscale baseline)
+ALL=(fig1-content fig1-style fig3 fig3-wide transfer init colour regions multiscale baseline)
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=("${ALL[@]}")
 for step in "${steps[@]}"; do  # every name checked before anything runs
