@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     weights = _common.load_weights(args.weights)
     base = StyleConfig(image_size=args.size, iterations=args.iterations)
-    starts = {f"noise seed {seed}": base.replace(seed=seed) for seed in args.seeds}
+    # Every start named: the default start is the content since issue 27, so a seed alone would not start from noise.
+    starts = {f"noise seed {seed}": base.replace(init="noise", seed=seed) for seed in args.seeds}
     starts |= {"content": base.replace(init="content"), "style": base.replace(init="style")}
     results = {}
     with _common.progress(len(starts), base.iterations, args.quiet) as callback:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nst_jax.image_io import load_image
@@ -68,6 +69,9 @@ def test_example_runs_and_writes_its_outputs(name, tmp_path, random_weights, cap
         assert load_image(tmp_path / file).max() > 0  # a readable, non-blank image
     if name == "multiscale":
         assert "coarse-to-fine took" in out
+    if name == "init_study":  # each seed its own noise start (the default start is the content)
+        assert not np.array_equal(load_image(tmp_path / "init_noise_seed_0.png"),
+                                  load_image(tmp_path / "init_noise_seed_1.png"))
     if name == "regions":
         assert "by region" in out and "compiles included" in out
 
