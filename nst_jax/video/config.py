@@ -17,7 +17,7 @@ FRAME_INITS: tuple[str, ...] = ("prev-warped", "prev", "content", "first")
 
 RUDER_TEMPORAL_WEIGHT = 1e3
 """Ruder et al.'s single-pass gamma (``-temporal_weight``), with their content 5 and style 100 per layer on the
-Caffe VGG19, on the Caffe-preprocessed image (pixels times 256)."""
+Caffe VGG19, on their Lua code's preprocessed image (jcjohnson's: pixels times 256, where Caffe itself takes 255)."""
 # gamma on our [0, 1] images: Ruder's times 256^2 for Caffe weights, whose content and style weights are his
 # (measured with Keras' Caffe VGG16 at 64 px, 4 frames of a pan, judged by torchvision's VGG16: the warp error 150x
 # lower than independent frames', and the Gram distance to the style 17 % lower). torchvision's content term is about
@@ -63,7 +63,7 @@ class VideoConfig:
     temporal_weight: float | None = option(
         None, "weight gamma of the temporal term, which ties each frame to the earlier results warped onto it where "
         "the flow is reliable; 0: frames independent (but for {frame_init})", metavar="W",
-        default_text="by the weights: Ruder et al.'s 1e3 on Caffe's 256-scale pixels, i.e. 6.55e7 for Caffe "
+        default_text="by the weights: Ruder et al.'s 1e3 on their Lua code's x256 pixels, i.e. 6.55e7 for Caffe "
         "weights, 1e2 for torchvision's (measured); half that in multi-pass schedules",
     )
     long_term: tuple[int, ...] = option(
