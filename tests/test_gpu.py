@@ -83,7 +83,8 @@ def test_dry_run_prints_a_plan_that_fits_the_8_minutes_and_touches_no_device(car
     assert "would be skipped" not in out  # every step is expected within the budget
     total = float(re.search(r"expected in all: (\d+) s", out).group(1))
     assert total <= gpu.BUDGET <= gpu.WALL_LIMIT
-    assert f"carry {folder}: 7 files" in out  # 2 networks, LPIPS, the 2 pairs' 4 images
+    images = {path for pair in quality.default_pairs() for path in pair}  # 4 shared ones, else 3 of the examples
+    assert f"carry {folder}: {3 + len(images)} files" in out  # 2 networks, LPIPS, the pairs' images
     assert re.search(r"travels \(tree \+ carry\): [\d.]+ MiB of 64 MiB$", out, re.MULTILINE)
 
 
