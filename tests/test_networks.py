@@ -19,7 +19,6 @@ import pytest
 import torch
 from torch import nn
 
-from agreement import IMAGE_FLOOR, SPREAD_FACTOR, perturbed
 from conftest import random_images, save_random_image
 from convert_weights.cli import main as convert_main
 from convert_weights.convert import detect_architecture, random_state_dict
@@ -168,6 +167,7 @@ NEURAL_STYLE_PT_RTOL = 5e-3
 iteration, where nst_jax scaling by 255 against a reference scaling by 256 is 1.7e-2 to 2.0e-2 off."""
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_adam_with_neural_style_pts_settings_follows_its_trajectory(caffe_files):
     """The caffe defaults (content 5, style 500 over five equally weighted layers = 100 each) and lr 1/255 (one
@@ -187,14 +187,14 @@ def test_adam_with_neural_style_pts_settings_follows_its_trajectory(caffe_files)
     assert totals[-1] < 0.9 * totals[0]  # and it is optimizing
     difference = np.abs(np.clip(image, 0, 1) - ours.image)
     # Adam's steps are nearly sign steps of 1/255 at first, so float32 rounding that flips a near-zero gradient moves
-    # a pixel by 2/255 (tests/agreement.py): the pictures must agree as closely as our own run agrees with itself when
-    # its content moves in the last digits (measured: max 5.1e-3, mean 2.9e-4 apart; ours moved: 9.7e-3, 7.9e-5).
-    moved = stylize(perturbed(content), styles, vgg=weights, config=config).image
-    own = np.abs(moved - ours.image)
-    print(f"pixels: max difference {difference.max():.2e}, mean {difference.mean():.2e}; ours perturbed: max "
-          f"{own.max():.2e}, mean {own.mean():.2e}")
-    assert float(difference.max()) <= max(IMAGE_FLOOR, SPREAD_FACTOR * float(own.max()))
-    assert float(difference.mean()) <= max(IMAGE_FLOOR, SPREAD_FACTOR * float(own.mean()))
+    # a pixel by up to 2/255 (tests/agreement.py), and which pixels depends on the CPU and on the implementation: the
+    # largest difference is held to one flipped step, 2/255, and the mean to 1e-3, a flipped step on one pixel in
+    # eight (measured: max 5.1e-3 and 5.0e-3, mean 2.9e-4 on AVX-512 and on AVX2; our own run, its content moved in
+    # the last digits, moved by a max of 9.7e-3 on AVX-512 and 3.9e-5 on AVX2, so no single sample of its spread
+    # bounds this comparison on every CPU).
+    print(f"pixels: max difference {difference.max():.2e}, mean {difference.mean():.2e}")
+    assert float(difference.max()) <= 2 / CAFFE_PIXELS
+    assert float(difference.mean()) <= 1e-3
 
 
 def test_a_file_written_with_256_loads_as_written_and_says_so(caffe_files, tmp_path):
