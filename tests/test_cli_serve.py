@@ -248,7 +248,10 @@ def test_reconstruct_names_the_layer_running(monkeypatch, tmp_path, inputs, weig
     assert run.code == 0
     stages = {(m["stage"], m["iteration"] > 3) for m in progress if m["status"] == "running"}  # 3 iterations each
     assert stages == {("content_relu1_2", False), ("content_relu2_2", True)}
-    assert progress[-1]["iteration"] == progress[-1]["iterations"] == 6
+    # The last state reaches a viewer as the done message (the run is held only until the first picture is fetched;
+    # after that a viewer may see the end before the last progress message: measured under load, iteration 4 of 6).
+    assert progress[-1]["iterations"] == 6 and progress[-1]["iteration"] <= 6
+    assert done["iteration"] == done["iterations"] == 6 and done["status"] == "completed"
     np.testing.assert_array_equal(_data_url(done["image"]), _8bit(out / "content_grid.png"))
 
 
