@@ -85,6 +85,21 @@ def torch_models(random_state_dict: dict[str, torch.Tensor]) -> dict[str, TorchV
     return models
 
 
+@pytest.fixture(scope="session")
+def random_vgg16s(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random VGG16s (seeds 1, 2, 3) standing for the benchmarks' three trained networks, and LPIPS-shaped linear
+    layers (``lin``): shared by the quality and GPU-plan tests."""
+    from benchmarks import metrics, quality
+
+    folder = tmp_path_factory.mktemp("random_vgg16s")
+    paths = {name: folder / f"{name}.h5" for name in quality.NETWORKS}
+    for seed, path in enumerate(paths.values(), start=1):
+        assert convert_main(["--random", "--arch", "vgg16", "--seed", str(seed), "-o", str(path)]) == 0
+    rng = np.random.default_rng(0)
+    metrics.save_lpips_lin(folder / "lin.npz", [rng.uniform(0, 1, c) for c in metrics.LPIPS_CHANNELS])
+    return paths | {"lin": folder / "lin.npz"}
+
+
 def random_images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Uniform random RGB images in [0, 1]."""
     return np.random.default_rng(seed).random(shape, dtype=np.float32)

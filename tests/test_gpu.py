@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from benchmarks import gpu, metrics, quality
-from convert_weights.cli import main as convert_main
 from nst_jax.weights import load_weights
 
 
@@ -32,31 +31,19 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> dict[str, Path]:
-    """Two random VGG16s standing for the trained ones, and LPIPS-shaped linear layers."""
-    folder = tmp_path_factory.mktemp("sources")
-    paths = {name: folder / f"{name}.h5" for name in quality.NETWORKS}
-    for seed, path in enumerate(paths.values(), start=3):
-        assert convert_main(["--random", "--arch", "vgg16", "--seed", str(seed), "-o", str(path)]) == 0
-    rng = np.random.default_rng(1)
-    metrics.save_lpips_lin(folder / "lin.npz", [rng.uniform(0, 1, c) for c in metrics.LPIPS_CHANNELS])
-    return paths | {"lin": folder / "lin.npz"}
-
-
-@pytest.fixture(scope="module")
-def carry(sources, tmp_path_factory) -> tuple[Path, str]:
+def carry(random_vgg16s, tmp_path_factory) -> tuple[Path, str]:
     """``--pack`` into a fresh folder: the folder and what the command printed."""
     folder = tmp_path_factory.mktemp("carry") / "gpu_carry"
-    code, out, err = run_main(["--pack", "--carry", str(folder), "--torchvision", str(sources["torchvision"]),
-                               "--caffe", str(sources["caffe"]), "--lpips-lin", str(sources["lin"])])
+    code, out, err = run_main(["--pack", "--carry", str(folder), "--torchvision", str(random_vgg16s["torchvision"]),
+                               "--caffe", str(random_vgg16s["caffe"]), "--lpips-lin", str(random_vgg16s["lin"])])
     assert code == 0, err
     return folder, out
 
 
-def test_pack_rounds_both_networks_to_float16_and_keeps_what_they_are(carry, sources):
+def test_pack_rounds_both_networks_to_float16_and_keeps_what_they_are(carry, random_vgg16s):
     folder, out = carry
     for name, file in gpu.CARRY_WEIGHTS.items():
-        packed, original = load_weights(folder / file), load_weights(sources[name])
+        packed, original = load_weights(folder / file), load_weights(random_vgg16s[name])
         assert packed.info.preprocessing == original.info.preprocessing and packed.architecture == "vgg16"
         assert packed.info.source.startswith(original.info.source) and "float16" in packed.info.source
         with h5py.File(folder / file) as handle:
@@ -67,7 +54,8 @@ def test_pack_rounds_both_networks_to_float16_and_keeps_what_they_are(carry, sou
                 # float16 keeps 11 significant bits: rounding moves a value by at most 2^-11 of itself (values
                 # below 2^-14 are subnormal and move by at most 2^-25 in absolute terms)
                 assert np.all(np.abs(a - b) <= np.maximum(2.0**-11 * np.abs(b), 2.0**-25)), f"{layer}/{key}"
-    for ours, expected in zip(metrics.load_lpips_lin(folder / gpu.CARRY_LIN), metrics.load_lpips_lin(sources["lin"])):
+    lin = metrics.load_lpips_lin(random_vgg16s["lin"])
+    for ours, expected in zip(metrics.load_lpips_lin(folder / gpu.CARRY_LIN), lin):
         np.testing.assert_array_equal(ours, expected)
     images = {path.name for pair in quality.default_pairs() for path in pair}
     assert {p.name for p in (folder / gpu.CARRY_IMAGES).iterdir()} == images

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from benchmarks import metrics, quality, torch_baseline
-from convert_weights.cli import main as convert_main
 from nst_jax.config import StyleConfig
 from nst_jax.problem import configure_for, initial_image, prepare_images
 from nst_jax.weights import load_weights
@@ -124,27 +123,15 @@ def test_the_json_never_replaces_an_input_or_a_file_it_did_not_write(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def networks(tmp_path_factory) -> dict[str, Path]:
-    """Random VGG16s (seeds 1, 2, 3) standing for the trained networks, and LPIPS-shaped linear layers."""
-    folder = tmp_path_factory.mktemp("networks")
-    paths = {name: folder / f"{name}.h5" for name in quality.NETWORKS}
-    for seed, path in enumerate(paths.values(), start=1):
-        assert convert_main(["--random", "--arch", "vgg16", "--seed", str(seed), "-o", str(path)]) == 0
-    rng = np.random.default_rng(0)
-    metrics.save_lpips_lin(folder / "lin.npz", [rng.uniform(0, 1, c) for c in metrics.LPIPS_CHANNELS])
-    return paths | {"lin": folder / "lin.npz"}
-
-
-@pytest.fixture(scope="module")
-def quality_run(networks, tmp_path_factory) -> tuple[int, str, dict, Path]:
+def quality_run(random_vgg16s, tmp_path_factory) -> tuple[int, str, dict, Path]:
     """One 32 px run: lbfgs (torchvision's network) and caffe-adam on two pairs, 8 iterations measured every 4
     (the chunk ``benchmarks.gpu``'s tiny plan compiles too)."""
     out = tmp_path_factory.mktemp("quality")
     code, stdout, _ = run_main([
         "--size", str(SIZE), "--settings", "lbfgs,caffe-adam", "--iterations", "8", "--checkpoint", "4",
         "--seconds", "600", "--pairs", f"{CONTENT}:{STYLE},{CONTENT}:{STYLE2}",
-        "--torchvision", str(networks["torchvision"]), "--caffe", str(networks["caffe"]),
-        "--lpips-lin", str(networks["lin"]), "--json", str(out / "q.json"), "--plot", str(out / "q.png"),
+        "--torchvision", str(random_vgg16s["torchvision"]), "--caffe", str(random_vgg16s["caffe"]),
+        "--lpips-lin", str(random_vgg16s["lin"]), "--json", str(out / "q.json"), "--plot", str(out / "q.png"),
         "--sheet", str(out / "sheet.png"),
     ])
     return code, stdout, json.loads((out / "q.json").read_text()), out
@@ -197,8 +184,8 @@ def test_the_plot_and_the_sheet_are_written(quality_run):
 
 
 @pytest.mark.slow
-def test_the_seconds_budget_stops_a_run_at_its_first_checkpoint(quality_run, networks):
-    vgg = load_weights(networks["torchvision"])
+def test_the_seconds_budget_stops_a_run_at_its_first_checkpoint(quality_run, random_vgg16s):
+    vgg = load_weights(random_vgg16s["torchvision"])
     content, (style,) = prepare_images(CONTENT, STYLE, StyleConfig(image_size=SIZE))
     budget = quality.Budget(iterations=8, seconds=1e-9, checkpoint=4)
     trajectory = quality.run_nst_jax(quality.PRESETS["lbfgs"], vgg, content, style, budget, SIZE, {})
@@ -219,8 +206,8 @@ def one_torch_thread():
 
 
 @pytest.mark.parametrize("line_search", ["zoom", "none"])
-def test_torch_lbfgs_in_chunks_takes_the_iterates_of_one_long_step(networks, line_search, one_torch_thread):
-    vgg = load_weights(networks["torchvision"])
+def test_torch_lbfgs_in_chunks_takes_the_iterates_of_one_long_step(random_vgg16s, line_search, one_torch_thread):
+    vgg = load_weights(random_vgg16s["torchvision"])
     setting = quality.Setting("chunks", implementation="torch", line_search=line_search)
     content, (style,) = prepare_images(CONTENT, STYLE, StyleConfig(image_size=SIZE))
     trajectory = quality.run_torch(setting, vgg, content, style, quality.Budget(6, 600.0, 2), SIZE, {}, {})
@@ -237,11 +224,12 @@ def test_torch_lbfgs_in_chunks_takes_the_iterates_of_one_long_step(networks, lin
 
 
 @pytest.mark.slow
-def test_ctrl_c_writes_what_was_measured_and_exits_130(networks, tmp_path, interrupt_first_chunk):
+def test_ctrl_c_writes_what_was_measured_and_exits_130(random_vgg16s, tmp_path, interrupt_first_chunk):
     code, _, err = run_main([
         "--size", str(SIZE), "--settings", "lbfgs", "--iterations", "8", "--checkpoint", "4",
-        "--pairs", f"{CONTENT}:{STYLE}", "--torchvision", str(networks["torchvision"]),
-        "--caffe", str(networks["caffe"]), "--lpips-lin", str(networks["lin"]), "--json", str(tmp_path / "q.json"),
+        "--pairs", f"{CONTENT}:{STYLE}", "--torchvision", str(random_vgg16s["torchvision"]),
+        "--caffe", str(random_vgg16s["caffe"]), "--lpips-lin", str(random_vgg16s["lin"]),
+        "--json", str(tmp_path / "q.json"),
     ])
     assert code == 130 and "interrupted" in err
     report = json.loads((tmp_path / "q.json").read_text())
