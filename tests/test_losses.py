@@ -268,7 +268,7 @@ def test_white_and_black_masks_equal_the_first_style_alone(vgg_weights, form):
 
     def value_and_grad(targets):
         inputs = LossInputs(vgg_weights.params, targets, weights)
-        return jax.jit(jax.value_and_grad(lambda x: loss_fn(x, inputs).total))(image)
+        return jax.jit(jax.value_and_grad(lambda x, given: loss_fn(x, given).total))(image, inputs)
 
     alone = compute_targets(vgg_weights, content, [first], content_layers=content_layers, style_layers=style_layers,
                             form=form)

@@ -72,7 +72,8 @@ def test_tiles_leave_the_term_exact(vgg_weights):
     tiled = LossSpec(SPEC.content_layers, SPEC.style_layers, tile_size=16)
 
     def value_and_grad(spec):
-        return jax.jit(jax.value_and_grad(lambda x: loss_function(spec)(x, inputs).total))(jnp.asarray(image))
+        return jax.jit(jax.value_and_grad(lambda x, given: loss_function(spec)(x, given).total))(jnp.asarray(image),
+                                                                                                   inputs)
 
     (whole, whole_grad), (ours, ours_grad) = value_and_grad(SPEC), value_and_grad(tiled)
     np.testing.assert_allclose(float(ours), float(whole), rtol=1e-5)

@@ -39,11 +39,11 @@ SPATIAL_SCRIPT = textwrap.dedent(
         targets = compute_targets(weights.params, content, styles, content_layers=plain.content_layers,
                                   style_layers=plain.style_layers, regions=regions)
         inputs = LossInputs(weights.params, targets, LossWeights(jnp.float32(2.0), jnp.float32(1e4), jnp.float32(0.5)))
-        value = lambda s: jax.jit(jax.value_and_grad(lambda y: loss_function(s)(y, inputs).total))
-        (v0, g0), (v1, g1) = value(plain)(x), value(spread)(x)
+        value = lambda s: jax.jit(jax.value_and_grad(lambda y, given: loss_function(s)(y, given).total))
+        (v0, g0), (v1, g1) = value(plain)(x, inputs), value(spread)(x, inputs)
         report["relative"][name] = [abs(float(v1 - v0)) / abs(float(v0)),
                                     float(jnp.max(jnp.abs(g1 - g0)) / jnp.max(jnp.abs(g0)))]
-        compiled = value(spread).lower(x).compile().as_text()
+        compiled = value(spread).lower(x, inputs).compile().as_text()
         report["exchanges"][name] = compiled.count("collective-permute")
 
     # A whole stylize run, rows split (64 rows: the image itself split too) against one device.

@@ -38,8 +38,10 @@ def relative(ours, reference) -> float:
 
 
 def compare(spec: LossSpec, tiled: LossSpec, image, inputs) -> None:
+    # The inputs are arguments of every compiled function here, never closed over: closed over, the weights become
+    # constants of the program, and compiling it took 9.1 s instead of 1.6 s (a relu5_1 gradient at 32 px).
     def value_and_grad(s):
-        return jax.jit(jax.value_and_grad(lambda x: loss_function(s)(x, inputs).total))(image)
+        return jax.jit(jax.value_and_grad(lambda x, given: loss_function(s)(x, given).total))(image, inputs)
 
     (whole, whole_grad), (ours, ours_grad) = value_and_grad(spec), value_and_grad(tiled)
     whole_terms = jax.jit(loss_function(spec))(image, inputs)
@@ -98,11 +100,12 @@ def test_vmapped_tiles_equal_single_images(vgg_weights):
     spec = LossSpec(("relu1_2",), ("relu1_1", "relu1_2"), tile_size=16)
     image, inputs = inputs_for(vgg_weights, spec, (36, 40, 3), seed=2)
     images = jnp.stack([image, image[::-1]])
-    batched = jax.vmap(jax.grad(lambda x: loss_function(spec)(x, inputs).total))(images)
+    batched = jax.jit(jax.vmap(jax.grad(lambda x, given: loss_function(spec)(x, given).total), (0, None)))(
+        images, inputs)
+    whole = LossSpec(spec.content_layers, spec.style_layers)
+    single = jax.jit(jax.grad(lambda x, given: loss_function(whole)(x, given).total))
     for index in range(2):
-        single = jax.grad(lambda x: loss_function(LossSpec(spec.content_layers, spec.style_layers))(x, inputs).total)(
-            images[index])
-        assert relative(batched[index], single) <= TOLERANCE
+        assert relative(batched[index], single(images[index], inputs)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("form", ["normalized", "paper"])
