@@ -56,8 +56,14 @@ def test_every_example_is_tested():
 
 
 @pytest.mark.parametrize("name", sorted(WRITES))
-def test_example_runs_and_writes_its_outputs(name, tmp_path, random_weights, capfd):
+def test_example_runs_and_writes_its_outputs(name, tmp_path, random_weights, capfd, monkeypatch):
     argv = ["--weights", str(random_weights), "--out", str(tmp_path), *TINY]
+    if name == "reconstructions":
+        # Both rows as batches, as on an accelerator: two compiled programs instead of ten (55 s of the suite's
+        # time, 50 of them compiling). The one-at-a-time path is test_reconstruct's and test_cli_reconstruct's.
+        from nst_jax import reconstruct
+
+        monkeypatch.setattr(reconstruct, "batched_by_default", lambda config: True)
     if name == "init_study":
         argv += ["--seeds", "0,1"]
     assert load_example(name).main(argv) == 0
