@@ -10,6 +10,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+# PyTorch's OpenMP threads sleep while they wait, rather than spin: pytest-xdist runs two workers on two cores, and
+# spinning threads of one took the other's core (test_fidelity and test_sweep together: 124.6 s, 111.0 s passive,
+# 172.1 s with OMP_WAIT_POLICY=ACTIVE). Read once, when torch loads its OpenMP runtime: before the import below.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import jax
 import numpy as np
 import pytest
@@ -22,20 +27,29 @@ from nst_jax.weights import VGGWeights, load_weights
 
 SEED = 1234
 
-# Compile each program once per test run, subprocesses included: JAX's persistent compilation cache in a folder of
-# this run only (the environment reaches every child process; this one is configured before anything compiles). Many
-# tests build the same programs (the same tiny configs and shapes through the API, the CLI and the benchmarks), and
-# compiling, not running, is most of their time: a 4-iteration L-BFGS run at 32 px took 16.5 s cold and 5.5 s from
-# the cache. Nothing carries over between runs, so .ci/run's second pass under ONEDNN_MAX_CPU_ISA=AVX2 compiles
-# afresh and a cache can never hide a change to the code.
-XLA_CACHE = tempfile.mkdtemp(prefix="nst_jax_tests_xla_cache_")
-atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
-for _name, _value in (("JAX_COMPILATION_CACHE_DIR", XLA_CACHE), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-                      ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")):
+# Compile each program once per test run, subprocesses and pytest-xdist's workers included: JAX's persistent
+# compilation cache in a folder of this run only. The first pytest process of a run (xdist's controller, or pytest
+# alone) makes the folder and removes it at exit; the environment hands it to every worker and child process, each
+# configured before anything compiles. Many tests build the same programs (the same tiny configs and shapes through
+# the API, the CLI and the benchmarks), and compiling, not running, is most of their time: a 4-iteration L-BFGS run at
+# 32 px took 16.5 s cold and 5.5 s from the cache; in a whole serial run, XLA compiled for 461 s of the tests' 1112 s.
+# A size limit turns on the cache's file lock, so that two processes writing one program never hand a third a
+# half-written entry (a warning, an error under this suite's filterwarnings); 64 GiB is never reached. Nothing carries
+# over between runs, so .ci/run's second pass under ONEDNN_MAX_CPU_ISA=AVX2 compiles afresh and a cache can never
+# hide a change to the code.
+XLA_CACHE = os.environ.get("NST_JAX_TESTS_XLA_CACHE")
+if XLA_CACHE is None:
+    XLA_CACHE = tempfile.mkdtemp(prefix="nst_jax_tests_xla_cache_")
+    atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
+for _name, _value in (("NST_JAX_TESTS_XLA_CACHE", XLA_CACHE), ("JAX_COMPILATION_CACHE_DIR", XLA_CACHE),
+                      ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
+                      ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0"),
+                      ("JAX_COMPILATION_CACHE_MAX_SIZE", str(64 << 30))):
     os.environ[_name] = _value
 jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+jax.config.update("jax_compilation_cache_max_size", 64 << 30)
 
 
 @pytest.fixture(scope="session")
