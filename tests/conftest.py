@@ -41,15 +41,11 @@ XLA_CACHE = os.environ.get("NST_JAX_TESTS_XLA_CACHE")
 if XLA_CACHE is None:
     XLA_CACHE = tempfile.mkdtemp(prefix="nst_jax_tests_xla_cache_")
     atexit.register(shutil.rmtree, XLA_CACHE, ignore_errors=True)
-for _name, _value in (("NST_JAX_TESTS_XLA_CACHE", XLA_CACHE), ("JAX_COMPILATION_CACHE_DIR", XLA_CACHE),
-                      ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-                      ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0"),
-                      ("JAX_COMPILATION_CACHE_MAX_SIZE", str(64 << 30))):
-    os.environ[_name] = _value
-jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-jax.config.update("jax_compilation_cache_max_size", 64 << 30)
+os.environ["NST_JAX_TESTS_XLA_CACHE"] = XLA_CACHE
+for _name, _value in (("jax_compilation_cache_dir", XLA_CACHE), ("jax_persistent_cache_min_compile_time_secs", 0.0),
+                      ("jax_persistent_cache_min_entry_size_bytes", 0), ("jax_compilation_cache_max_size", 64 << 30)):
+    os.environ[_name.upper()] = str(_value)  # for the workers and child processes
+    jax.config.update(_name, _value)  # for this process, whose JAX is already imported
 
 
 @pytest.fixture(scope="session")

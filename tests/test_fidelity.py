@@ -138,13 +138,15 @@ def test_lbfgs_without_line_search_takes_torchs_steps(vgg_weights, torch_model):
     assert ours.final_losses.total < 0.97 * ours.losses.total[0]  # and it is optimizing
 
 
+LBFGS_30 = StyleConfig(image_size=SIZE, iterations=30, optimizer="lbfgs", init="content")
+
+
 @pytest.fixture(scope="module")
 def torch_lbfgs(vgg_weights, torch_model):
     """PyTorch's 30 L-BFGS iterations from the content, once for every backend below (their configs differ only in
     the backend, which PyTorch does not read)."""
-    config = StyleConfig(image_size=SIZE, iterations=30, optimizer="lbfgs", init="content")
-    content, styles, init = images(config)
-    return torch_baseline.stylize_torch(torch_model, content, styles, init, config=config)
+    content, styles, init = images(LBFGS_30)
+    return torch_baseline.stylize_torch(torch_model, content, styles, init, config=LBFGS_30)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +165,7 @@ def torch_lbfgs(vgg_weights, torch_model):
     ],
 )
 def test_lbfgs_reaches_the_same_loss(vgg_weights, torch_lbfgs, backend):
-    config = StyleConfig(image_size=SIZE, iterations=30, optimizer="lbfgs", lbfgs_backend=backend, init="content")
+    config = LBFGS_30.replace(lbfgs_backend=backend)
     content, styles, _ = images(config)
     ours = stylize(content, styles, vgg=vgg_weights, config=config)
     reference = torch_lbfgs

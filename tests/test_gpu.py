@@ -30,6 +30,11 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def pair_images() -> set[Path]:
+    """The images of the quality benchmark's default pairs, which the carry takes along."""
+    return {path for pair in quality.default_pairs() for path in pair}
+
+
 @pytest.fixture(scope="module")
 def carry(random_vgg16s, tmp_path_factory) -> tuple[Path, str]:
     """``--pack`` into a fresh folder: the folder and what the command printed."""
@@ -57,8 +62,7 @@ def test_pack_rounds_both_networks_to_float16_and_keeps_what_they_are(carry, ran
     lin = metrics.load_lpips_lin(random_vgg16s["lin"])
     for ours, expected in zip(metrics.load_lpips_lin(folder / gpu.CARRY_LIN), lin):
         np.testing.assert_array_equal(ours, expected)
-    images = {path.name for pair in quality.default_pairs() for path in pair}
-    assert {p.name for p in (folder / gpu.CARRY_IMAGES).iterdir()} == images
+    assert {p.name for p in (folder / gpu.CARRY_IMAGES).iterdir()} == {path.name for path in pair_images()}
     assert f"{gpu.CARRY_WEIGHTS['torchvision']}" in out
 
 
@@ -71,8 +75,8 @@ def test_dry_run_prints_a_plan_that_fits_the_8_minutes_and_touches_no_device(car
     assert "would be skipped" not in out  # every step is expected within the budget
     total = float(re.search(r"expected in all: (\d+) s", out).group(1))
     assert total <= gpu.BUDGET <= gpu.WALL_LIMIT
-    images = {path for pair in quality.default_pairs() for path in pair}  # 4 shared ones, else 3 of the examples
-    assert f"carry {folder}: {3 + len(images)} files" in out  # 2 networks, LPIPS, the pairs' images
+    # 2 networks, LPIPS, the pairs' images (the shared images' 4, else 3 of the examples)
+    assert f"carry {folder}: {3 + len(pair_images())} files" in out
     assert re.search(r"travels \(tree \+ carry\): [\d.]+ MiB of 64 MiB$", out, re.MULTILINE)
 
 

@@ -15,7 +15,7 @@ from nst_jax.vgg import conv3x3, torchvision_index, validate_layers
 # Relative error: max |jax - torch| / max |torch| over a layer's activations.
 PARITY_TOLERANCE = 1e-4
 
-extract = jax.jit(extract_features, static_argnames=("layers", "pooling"))
+extract = jax.jit(extract_features, static_argnames=("layers", "pooling", "precision"))
 
 
 def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
@@ -111,10 +111,9 @@ def test_precisions_return_float32_features_close_to_float32(vgg_weights):
 
     image = random_images((40, 48, 3), seed=5)
     layers = ("relu1_1", "relu3_1", "relu5_1")
-    features_at = jax.jit(extract_features, static_argnames=("layers", "precision"))  # one program per precision
-    reference = features_at(vgg_weights.params, image, layers, precision="float32")
+    reference = extract(vgg_weights.params, image, layers, precision="float32")
     for precision in PRECISIONS:
-        features = features_at(vgg_weights.params, image, layers, precision=precision)
+        features = extract(vgg_weights.params, image, layers, precision=precision)
         for layer in layers:
             assert features[layer].dtype == jnp.float32
             error = float(jnp.max(jnp.abs(features[layer] - reference[layer])) / jnp.max(jnp.abs(reference[layer])))
